@@ -1,0 +1,61 @@
+"""Settings read from ``TUAN_*`` environment variables. Nothing is created at import time."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUAN_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///var/tuan.db",
+        description="SQLAlchemy URL; SQLite by default, postgresql+psycopg://… for PostgreSQL.",
+    )
+    timezone: str = "Asia/Shanghai"
+    default_locale: str = "zh-CN"
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where this server is reached; the sandbox provider sends its callbacks here.",
+    )
+    secret_key: SecretStr = Field(
+        default=SecretStr("dev-only-change-me"),
+        description="Signs API tokens; set a long random value in production.",
+    )
+    sandbox_secret: SecretStr = Field(
+        default=SecretStr("sandbox-callback-secret"),
+        description="Shared secret of the sandbox payment provider's signed callbacks.",
+    )
+    webhook_timeout_s: float = 5.0
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_from: str = "Tuan 团 <noreply@tuan.local>"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    payment_timeout_s: int = Field(default=15 * 60, ge=10)
+    payment_reminder_before_s: int = Field(default=5 * 60, ge=0)
+    scheduler_enabled: bool = True
+    scheduler_interval_s: float = Field(default=0.5, gt=0)
+    scheduler_batch: int = Field(default=500, ge=1)
+    writer_batch: int = Field(default=64, ge=1, description="Most commands in one group commit.")
+    log_level: str = "info"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        raw = self.database_url.split("///", 1)[1] if "///" in self.database_url else ""
+        return Path(raw) if raw and raw != ":memory:" else None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

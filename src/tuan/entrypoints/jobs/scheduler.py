@@ -1,0 +1,107 @@
+"""The in-process scheduler: one thread, one lease, every task in turn.
+
+Several server processes may run it; a lease row (taken with a conditional UPDATE and renewed
+while held) makes one of them the runner at a time. Work to do is found from indexed due times,
+so after a crash or restart whatever became overdue is simply done on the next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, insert, select, update
+
+from tuan.bootstrap import Container
+from tuan.entrypoints.jobs.tasks import TASKS, Task
+from tuan.shared.jobs_store import job_runs, scheduler_leases
+from tuan.shared.sql import insert_ignore
+
+log = logging.getLogger(__name__)
+LEASE = "scheduler"
+LEASE_TTL = timedelta(seconds=10)
+
+
+def take_lease(conn: Connection, owner: str, now: datetime) -> bool:
+    insert_ignore(
+        conn, scheduler_leases, {"name": LEASE, "owner": owner, "expires_at": now - LEASE_TTL}
+    )
+    return bool(
+        conn.execute(
+            update(scheduler_leases)
+            .where(
+                scheduler_leases.c.name == LEASE,
+                (scheduler_leases.c.owner == owner) | (scheduler_leases.c.expires_at <= now),
+            )
+            .values(owner=owner, expires_at=now + LEASE_TTL)
+        ).rowcount
+    )
+
+
+def _note_run(
+    conn: Connection, job: str, started: datetime, finished: datetime, n: int, error: str | None
+) -> None:
+    if conn.execute(select(job_runs.c.job).where(job_runs.c.job == job)).first() is None:
+        conn.execute(insert(job_runs).values(job=job, total_processed=0, last_processed=0))
+    conn.execute(
+        update(job_runs)
+        .where(job_runs.c.job == job)
+        .values(
+            last_started_at=started, last_finished_at=finished, last_processed=n,
+            total_processed=job_runs.c.total_processed + n, last_error=error,
+        )
+    )
+
+
+def run_once(c: Container, tasks: dict[str, Task] | None = None) -> dict[str, int]:
+    """Run every task until its backlog is gone; returns what each processed."""
+    batch = c.settings.scheduler_batch
+    done: dict[str, int] = {}
+    for name, task in (tasks or TASKS).items():
+        started = c.clock()
+        total, error = 0, None
+        try:
+            for _ in range(1000):  # bounded: never starve the other tasks forever
+                n = task(c, batch)
+                total += n
+                if n < batch:
+                    break
+        except Exception as exc:  # a task's failure is recorded, the others still run
+            log.exception("task %s failed", name)
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        done[name] = total
+        if total or error:
+            c.db.write(lambda conn, n=name, s=started, t=total, e=error: _note_run(  # type: ignore[misc]
+                conn, n, s, c.clock(), t, e))
+    return done
+
+
+class Scheduler:
+    def __init__(self, container: Container, tasks: dict[str, Task] | None = None) -> None:
+        self.c = container
+        self.tasks = tasks
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="tuan-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        interval = self.c.settings.scheduler_interval_s
+        while not self._stop.is_set():
+            try:
+                if self.c.db.write(lambda conn: take_lease(conn, self.owner, self.c.clock())):
+                    run_once(self.c, self.tasks)
+            except Exception:
+                log.exception("scheduler tick failed")
+            self._stop.wait(interval)

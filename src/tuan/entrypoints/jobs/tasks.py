@@ -1,0 +1,79 @@
+"""The background tasks, each a thin wrapper over a service function, idempotent and batched.
+
+A task returns how many items it processed; the scheduler loops a task while it keeps finding
+full batches, so a backlog (after a crash, say) is worked off at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import httpx
+
+from tuan.bootstrap import Container
+from tuan.groupbuy import service as groupbuy
+from tuan.payments import service as payments
+
+Task = Callable[[Container, int], int]
+
+
+def advance_campaigns(c: Container, batch: int) -> int:
+    return c.db.write(lambda conn: groupbuy.advance_campaigns(conn, c.clock(), batch))
+
+
+def expire_orders(c: Container, batch: int) -> int:
+    return c.db.write(lambda conn: groupbuy.expire_due_orders(conn, c.clock(), batch))
+
+
+def expire_groups(c: Container, batch: int) -> int:
+    # Groups are heavier (refunds, settlement): smaller transactions keep the writer responsive.
+    total = 0
+    for _ in range(max(1, batch // 50)):
+        done = c.db.write(lambda conn: groupbuy.expire_due_groups(conn, c.clock(), 50))
+        total += done
+        if done < 50:
+            break
+    return total
+
+
+def payment_reminders(c: Container, batch: int) -> int:
+    before = timedelta(seconds=c.settings.payment_reminder_before_s)
+    return c.db.write(
+        lambda conn: groupbuy.due_payment_reminders(conn, c.clock(), before, batch)
+    )
+
+
+def send_refunds(c: Container, batch: int) -> int:
+    return payments.dispatch_refunds(c.db, c.providers, c.clock, batch).sent
+
+
+def deliver_sandbox_callbacks(c: Container, batch: int) -> int:
+    return c.sandbox.deliver_due(http_sender(c.settings.webhook_timeout_s), batch)
+
+
+_clients: dict[float, httpx.Client] = {}
+
+
+def http_sender(timeout: float) -> Callable[[str, dict[str, str], bytes], int]:
+    client = _clients.get(timeout)
+    if client is None:
+        client = _clients[timeout] = httpx.Client(timeout=timeout)
+
+    def send(url: str, headers: dict[str, str], body: bytes) -> int:
+        try:
+            return client.post(url, headers=headers, content=body).status_code
+        except httpx.HTTPError:
+            return 0
+
+    return send
+
+
+TASKS: dict[str, Task] = {
+    "advance_campaigns": advance_campaigns,
+    "expire_orders": expire_orders,
+    "expire_groups": expire_groups,
+    "payment_reminders": payment_reminders,
+    "send_refunds": send_refunds,
+    "deliver_sandbox_callbacks": deliver_sandbox_callbacks,
+}

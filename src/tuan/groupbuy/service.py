@@ -1,0 +1,961 @@
+"""Group-buy use cases: campaigns, opening and joining groups, forming, settling, failing.
+
+Every function takes the open write connection of one transaction (see ``Database.write``) and
+the current time; it either makes its whole change or raises a :class:`DomainError` and the
+transaction's savepoint undoes everything. Stock, seats and per-customer limits are taken with
+one conditional UPDATE each and the row count decides: no read-check-write.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from tuan.catalog.store import skus
+from tuan.communities.store import customers, pickup_points
+from tuan.groupbuy import model
+from tuan.groupbuy.errors import (
+    ALREADY_IN_GROUP,
+    CAMPAIGN_CAP_REACHED,
+    CAMPAIGN_NOT_EDITABLE,
+    CAMPAIGN_NOT_LIVE,
+    COMMUNITY_NOT_ALLOWED,
+    GROUP_NOT_JOINABLE,
+    INVALID_QUANTITY,
+    ITEM_NOT_IN_CAMPAIGN,
+    OPEN_GROUP_LIMIT,
+    OUT_OF_STOCK,
+    PURCHASE_LIMIT,
+    UNPAID_ORDER_EXISTS,
+)
+from tuan.groupbuy.store import (
+    buy_groups,
+    campaign_communities,
+    campaign_items,
+    campaign_usage,
+    campaigns,
+)
+from tuan.orders.store import orders
+from tuan.shared import events as ev
+from tuan.shared.errors import NOT_FOUND, DomainError
+from tuan.shared.ids import invite_code, new_id
+from tuan.shared.outbox import record
+from tuan.shared.sql import as_dict, insert_ignore
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The result of opening or joining: the group and the new order awaiting payment."""
+
+    group: dict[str, Any]
+    order: dict[str, Any]
+
+
+# -- campaigns -------------------------------------------------------------------------------
+
+
+def create_campaign(
+    conn: Connection, rules: model.CampaignRules, now: datetime, *, publish: bool = False
+) -> dict[str, Any]:
+    rules.validate()
+    for item in rules.items:
+        if conn.execute(select(skus.c.id).where(skus.c.id == item.sku_id)).first() is None:
+            raise DomainError(NOT_FOUND, kind="SKU", id=item.sku_id)
+    campaign_id = new_id("cmp")
+    conn.execute(
+        insert(campaigns).values(
+            id=campaign_id,
+            status=model.initial_status(now, rules.starts_at, publish),
+            created_at=now,
+            updated_at=now,
+            **_campaign_columns(rules),
+        )
+    )
+    _write_items_and_communities(conn, campaign_id, rules)
+    return get_campaign(conn, campaign_id)
+
+
+def update_campaign(
+    conn: Connection, campaign_id: str, rules: model.CampaignRules, now: datetime
+) -> dict[str, Any]:
+    current = _campaign(conn, campaign_id)
+    if current["status"] not in ("draft", "scheduled"):
+        raise DomainError(CAMPAIGN_NOT_EDITABLE, campaign_id=campaign_id, status=current["status"])
+    rules.validate()
+    conn.execute(
+        update(campaigns)
+        .where(campaigns.c.id == campaign_id)
+        .values(updated_at=now, **_campaign_columns(rules))
+    )
+    conn.execute(campaign_items.delete().where(campaign_items.c.campaign_id == campaign_id))
+    conn.execute(
+        campaign_communities.delete().where(campaign_communities.c.campaign_id == campaign_id)
+    )
+    _write_items_and_communities(conn, campaign_id, rules)
+    return get_campaign(conn, campaign_id)
+
+
+def _campaign_columns(rules: model.CampaignRules) -> dict[str, Any]:
+    return {
+        "name": rules.name.strip(),
+        "description": rules.description,
+        "starts_at": rules.starts_at,
+        "ends_at": rules.ends_at,
+        "group_size": rules.group_size,
+        "group_max": rules.group_max,
+        "group_ttl_s": int(rules.group_ttl.total_seconds()),
+        "payment_timeout_s": int(rules.payment_timeout.total_seconds()),
+        "purchase_limit": rules.purchase_limit,
+        "max_open_groups": rules.max_open_groups,
+        "tier_basis": rules.tier_basis,
+        "leader_discount_cents": rules.leader_discount_cents,
+        "virtual_within": rules.virtual_within,
+        "auto_close_at_warning": rules.auto_close_at_warning,
+        "all_communities": not rules.community_ids,
+        "refund_policy": rules.refund_policy,
+    }
+
+
+def _write_items_and_communities(
+    conn: Connection, campaign_id: str, rules: model.CampaignRules
+) -> None:
+    for item in rules.items:
+        conn.execute(
+            insert(campaign_items).values(
+                id=new_id("cit"),
+                campaign_id=campaign_id,
+                sku_id=item.sku_id,
+                group_price_cents=item.group_price_cents,
+                price_tiers=[[t.threshold, t.price_cents] for t in item.tiers],
+                stock_cap=item.stock_cap,
+            )
+        )
+    for community_id in sorted(set(rules.community_ids)):
+        conn.execute(
+            insert(campaign_communities).values(campaign_id=campaign_id, community_id=community_id)
+        )
+
+
+def set_campaign_status(
+    conn: Connection, campaign_id: str, target: str, now: datetime, *, reason: str = "manual"
+) -> dict[str, Any]:
+    """Move a campaign by hand. ``published`` means scheduled before its start, live after."""
+    current = _campaign(conn, campaign_id)
+    if target == "published":
+        target = "live" if current["starts_at"] <= now else "scheduled"
+    model.CAMPAIGN.check(current["status"], target)
+    values: dict[str, Any] = {"status": target, "updated_at": now}
+    if target == "ended":
+        values |= {"ended_reason": reason, "ended_at": now}
+    if not conn.execute(
+        update(campaigns)
+        .where(campaigns.c.id == campaign_id, campaigns.c.status == current["status"])
+        .values(**values)
+    ).rowcount:  # somebody else moved it first: judge against the state we lost to
+        model.CAMPAIGN.check(_campaign(conn, campaign_id)["status"], target)
+    if target == "ended":
+        record(conn, ev.DomainEvent(ev.CAMPAIGN_ENDED, campaign_id, {"reason": reason}), now)
+    return get_campaign(conn, campaign_id)
+
+
+def advance_campaigns(conn: Connection, now: datetime, limit: int = 500) -> int:
+    """Scheduled campaigns whose start has come go live; live ones past their end are ended."""
+    moved = 0
+    due_start = conn.execute(
+        select(campaigns.c.id)
+        .where(campaigns.c.status == "scheduled", campaigns.c.starts_at <= now)
+        .limit(limit)
+    ).scalars()
+    for cid in list(due_start):
+        moved += conn.execute(
+            update(campaigns)
+            .where(campaigns.c.id == cid, campaigns.c.status == "scheduled")
+            .values(status="live", updated_at=now)
+        ).rowcount
+    due_end = conn.execute(
+        select(campaigns.c.id)
+        .where(campaigns.c.status.in_(("live", "paused", "scheduled")), campaigns.c.ends_at <= now)
+        .limit(limit)
+    ).scalars()
+    for cid in list(due_end):
+        if conn.execute(
+            update(campaigns)
+            .where(campaigns.c.id == cid, campaigns.c.status.in_(("live", "paused", "scheduled")))
+            .values(status="ended", ended_reason="time", ended_at=now, updated_at=now)
+        ).rowcount:
+            moved += 1
+            record(conn, ev.DomainEvent(ev.CAMPAIGN_ENDED, cid, {"reason": "time"}), now)
+    return moved
+
+
+def get_campaign(conn: Connection, campaign_id: str) -> dict[str, Any]:
+    row = _campaign(conn, campaign_id)
+    row["items"] = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(campaign_items)
+            .where(campaign_items.c.campaign_id == campaign_id)
+            .order_by(campaign_items.c.id)
+        )
+    ]
+    row["community_ids"] = list(
+        conn.execute(
+            select(campaign_communities.c.community_id)
+            .where(campaign_communities.c.campaign_id == campaign_id)
+            .order_by(campaign_communities.c.community_id)
+        ).scalars()
+    )
+    return row
+
+
+def _campaign(conn: Connection, campaign_id: str) -> dict[str, Any]:
+    row = as_dict(conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).first())
+    if row is None:
+        raise DomainError(NOT_FOUND, kind="campaign", id=campaign_id)
+    return row
+
+
+def _require_live(campaign: dict[str, Any], now: datetime) -> None:
+    live = campaign["status"] == "live" or (
+        campaign["status"] == "scheduled" and campaign["starts_at"] <= now
+    )
+    if not live or not campaign["starts_at"] <= now < campaign["ends_at"]:
+        status = campaign["status"]
+        if live and now >= campaign["ends_at"]:
+            status = "ended"
+        raise DomainError(CAMPAIGN_NOT_LIVE, campaign_id=campaign["id"], status=status)
+
+
+# -- opening and joining ---------------------------------------------------------------------
+
+
+def open_group(
+    conn: Connection,
+    *,
+    campaign_id: str,
+    customer_id: str,
+    sku_id: str,
+    quantity: int,
+    now: datetime,
+    pickup_point_id: str | None = None,
+) -> Placement:
+    """The customer opens a new group (becoming its leader) and takes the first place in it."""
+    if quantity < 1:
+        raise DomainError(INVALID_QUANTITY)
+    campaign = _campaign(conn, campaign_id)
+    _require_live(campaign, now)
+    customer = _customer(conn, customer_id)
+    community_id = _placement_community(conn, customer, pickup_point_id)
+    _require_community(conn, campaign, community_id)
+    item = _item(conn, campaign_id, sku_id)
+    _check_unpaid(conn, campaign_id, customer_id)
+
+    insert_ignore(conn, campaign_usage, {"campaign_id": campaign_id, "customer_id": customer_id})
+    if not conn.execute(
+        update(campaign_usage)
+        .where(
+            campaign_usage.c.campaign_id == campaign_id,
+            campaign_usage.c.customer_id == customer_id,
+            campaign_usage.c.open_groups < campaign["max_open_groups"],
+        )
+        .values(open_groups=campaign_usage.c.open_groups + 1)
+    ).rowcount:
+        raise DomainError(OPEN_GROUP_LIMIT, limit=campaign["max_open_groups"])
+
+    group_id = new_id("grp")
+    deadline = model.group_deadline(
+        now, timedelta(seconds=campaign["group_ttl_s"]), campaign["ends_at"]
+    )
+    group_values = {
+        "id": group_id,
+        "campaign_id": campaign_id,
+        "leader_customer_id": customer_id,
+        "community_id": community_id,
+        "pickup_point_id": pickup_point_id,
+        "status": "open",
+        "group_size": campaign["group_size"],
+        "capacity": model.group_capacity(campaign["group_size"], campaign["group_max"]),
+        "seats_taken": 0,
+        "paid_members": 0,
+        "paid_units": 0,
+        "virtual_members": 0,
+        "deadline_at": deadline,
+        "opened_at": now,
+    }
+    for _attempt in range(5):
+        code = invite_code()
+        if conn.execute(select(buy_groups.c.id).where(buy_groups.c.invite_code == code)).first():
+            continue
+        conn.execute(insert(buy_groups).values(invite_code=code, **group_values))
+        break
+    else:  # pragma: no cover - 32^8 codes
+        raise RuntimeError("could not draw a free invite code")
+    record(
+        conn,
+        ev.DomainEvent(
+            ev.GROUP_OPENED,
+            group_id,
+            {"campaign_id": campaign_id, "leader_customer_id": customer_id, "invite_code": code},
+        ),
+        now,
+    )
+    group = {**group_values, "invite_code": code}
+    order = _take_place(
+        conn, campaign, group, item, customer, quantity, now,
+        is_leader=True, community_id=community_id, pickup_point_id=pickup_point_id,
+    )
+    return Placement(group=_group(conn, group_id), order=order)
+
+
+def join_group(
+    conn: Connection,
+    *,
+    customer_id: str,
+    sku_id: str | None,
+    quantity: int,
+    now: datetime,
+    invite_code: str | None = None,
+    group_id: str | None = None,
+    pickup_point_id: str | None = None,
+) -> Placement:
+    """One-tap join (一键参团) by invite code or group id."""
+    if quantity < 1:
+        raise DomainError(INVALID_QUANTITY)
+    if invite_code is not None:
+        row = conn.execute(
+            select(buy_groups).where(buy_groups.c.invite_code == invite_code.strip().upper())
+        ).first()
+        if row is None:
+            raise DomainError(NOT_FOUND, kind="invite code", id=invite_code)
+    else:
+        row = conn.execute(select(buy_groups).where(buy_groups.c.id == group_id)).first()
+        if row is None:
+            raise DomainError(NOT_FOUND, kind="group", id=group_id)
+    group = dict(row._mapping)
+    campaign = _campaign(conn, group["campaign_id"])
+    _require_live(campaign, now)
+    customer = _customer(conn, customer_id)
+    community_id = _placement_community(conn, customer, pickup_point_id or group["pickup_point_id"])
+    _require_community(conn, campaign, community_id)
+    if sku_id is None:
+        first = conn.execute(
+            select(campaign_items.c.sku_id)
+            .where(campaign_items.c.campaign_id == campaign["id"])
+            .order_by(campaign_items.c.id)
+            .limit(1)
+        ).scalar_one()
+        sku_id = str(first)
+    item = _item(conn, campaign["id"], sku_id)
+    already = conn.execute(
+        select(orders.c.id).where(
+            orders.c.group_id == group["id"],
+            orders.c.customer_id == customer_id,
+            orders.c.status.in_(model.LIVE_ORDER_STATES),
+        )
+    ).first()
+    if already is not None:
+        raise DomainError(ALREADY_IN_GROUP, group_id=group["id"])
+    _check_unpaid(conn, campaign["id"], customer_id)
+    order = _take_place(
+        conn, campaign, group, item, customer, quantity, now,
+        is_leader=False, community_id=community_id,
+        pickup_point_id=pickup_point_id or group["pickup_point_id"],
+    )
+    return Placement(group=_group(conn, group["id"]), order=order)
+
+
+def _take_place(
+    conn: Connection,
+    campaign: dict[str, Any],
+    group: dict[str, Any],
+    item: dict[str, Any],
+    customer: dict[str, Any],
+    quantity: int,
+    now: datetime,
+    *,
+    is_leader: bool,
+    community_id: str | None,
+    pickup_point_id: str | None,
+) -> dict[str, Any]:
+    gid = group["id"]
+    # 1. A seat in the group.
+    if not conn.execute(
+        update(buy_groups)
+        .where(
+            buy_groups.c.id == gid,
+            buy_groups.c.status.in_(model.JOINABLE_GROUP_STATES),
+            buy_groups.c.seats_taken < buy_groups.c.capacity,
+            buy_groups.c.deadline_at > now,
+        )
+        .values(seats_taken=buy_groups.c.seats_taken + 1)
+    ).rowcount:
+        latest = _group(conn, gid)
+        if latest["status"] not in model.JOINABLE_GROUP_STATES:
+            reason = latest["status"]
+        elif latest["deadline_at"] <= now:
+            reason = "expired"
+        else:
+            reason = "full"
+        raise DomainError(GROUP_NOT_JOINABLE, group_id=gid, reason=reason)
+
+    # 2. The customer's purchase limit (units held in live orders of this campaign).
+    limit = campaign["purchase_limit"]
+    if limit is not None and quantity > limit:
+        raise DomainError(PURCHASE_LIMIT, limit=limit)
+    insert_ignore(
+        conn, campaign_usage, {"campaign_id": campaign["id"], "customer_id": customer["id"]}
+    )
+    usage_where = [
+        campaign_usage.c.campaign_id == campaign["id"],
+        campaign_usage.c.customer_id == customer["id"],
+    ]
+    if limit is not None:
+        usage_where.append(campaign_usage.c.units + quantity <= limit)
+    if not conn.execute(
+        update(campaign_usage)
+        .where(*usage_where)
+        .values(units=campaign_usage.c.units + quantity)
+    ).rowcount:
+        raise DomainError(PURCHASE_LIMIT, limit=limit)
+
+    # 3. The campaign's own cap for this SKU.
+    if not conn.execute(
+        update(campaign_items)
+        .where(
+            campaign_items.c.id == item["id"],
+            (campaign_items.c.stock_cap.is_(None))
+            | (campaign_items.c.taken + quantity <= campaign_items.c.stock_cap),
+        )
+        .values(taken=campaign_items.c.taken + quantity)
+    ).rowcount:
+        raise DomainError(CAMPAIGN_CAP_REACHED, sku_id=item["sku_id"])
+
+    # 4. Stock: keep the warning level as a buffer when the campaign closes itself there.
+    sku = conn.execute(
+        select(skus.c.warning_level).where(skus.c.id == item["sku_id"])
+    ).scalar_one()
+    floor = int(sku) if campaign["auto_close_at_warning"] else 0
+    if not conn.execute(
+        update(skus)
+        .where(skus.c.id == item["sku_id"], skus.c.on_hand - skus.c.reserved - quantity >= floor)
+        .values(reserved=skus.c.reserved + quantity)
+    ).rowcount:
+        raise DomainError(OUT_OF_STOCK, sku_id=item["sku_id"], quantity=quantity)
+
+    # 5. The order, priced at the group price (tiers are settled when the group closes).
+    discount = campaign["leader_discount_cents"] if is_leader else 0
+    unit = item["group_price_cents"]
+    payment_deadline = min(
+        now + timedelta(seconds=campaign["payment_timeout_s"]), group["deadline_at"]
+    )
+    order = {
+        "id": new_id("ord"),
+        "campaign_id": campaign["id"],
+        "campaign_item_id": item["id"],
+        "sku_id": item["sku_id"],
+        "group_id": gid,
+        "customer_id": customer["id"],
+        "community_id": community_id,
+        "pickup_point_id": pickup_point_id,
+        "is_leader": is_leader,
+        "quantity": quantity,
+        "unit_price_cents": unit,
+        "discount_cents": discount,
+        "amount_cents": model.order_amount(unit, quantity, discount),
+        "final_amount_cents": None,
+        "paid_cents": 0,
+        "refunded_cents": 0,
+        "status": "pending_payment",
+        "stock_state": "reserved",
+        "payment_deadline_at": payment_deadline,
+        "reminder_sent": False,
+        "cancel_reason": None,
+        "created_at": now,
+        "paid_at": None,
+        "confirmed_at": None,
+        "closed_at": None,
+    }
+    try:
+        conn.execute(insert(orders).values(**order))
+    except IntegrityError as exc:  # a concurrent twin got there first (PostgreSQL)
+        text = str(exc.orig)
+        if "one_unpaid" in text:
+            raise DomainError(UNPAID_ORDER_EXISTS) from exc
+        if "one_seat" in text:
+            raise DomainError(ALREADY_IN_GROUP, group_id=gid) from exc
+        raise
+    record(
+        conn,
+        ev.DomainEvent(
+            ev.ORDER_CREATED,
+            order["id"],
+            {
+                "group_id": gid,
+                "campaign_id": campaign["id"],
+                "customer_id": customer["id"],
+                "amount_cents": order["amount_cents"],
+            },
+        ),
+        now,
+    )
+    _after_stock_taken(conn, campaign, item["sku_id"], floor, now)
+    return order
+
+
+def _after_stock_taken(
+    conn: Connection, campaign: dict[str, Any], sku_id: str, floor: int, now: datetime
+) -> None:
+    row = conn.execute(
+        select(skus.c.on_hand, skus.c.reserved, skus.c.warning_level).where(skus.c.id == sku_id)
+    ).one()
+    available = row.on_hand - row.reserved
+    if available <= row.warning_level:
+        record(
+            conn,
+            ev.DomainEvent(
+                ev.STOCK_AT_WARNING,
+                sku_id,
+                {"available": available, "warning_level": row.warning_level,
+                 "campaign_id": campaign["id"]},
+            ),
+            now,
+        )
+    if not campaign["auto_close_at_warning"] or available > floor:
+        return
+    # This SKU can sell no more here; end the campaign when none of its SKUs can.
+    items = conn.execute(
+        select(skus.c.on_hand, skus.c.reserved, skus.c.warning_level)
+        .select_from(campaign_items.join(skus, skus.c.id == campaign_items.c.sku_id))
+        .where(campaign_items.c.campaign_id == campaign["id"])
+    ).all()
+    if all(r.on_hand - r.reserved <= r.warning_level for r in items):
+        reason = "stock_warning" if floor > 0 else "sold_out"
+        if conn.execute(
+            update(campaigns)
+            .where(campaigns.c.id == campaign["id"], campaigns.c.status.in_(("live", "scheduled")))
+            .values(status="ended", ended_reason=reason, ended_at=now, updated_at=now)
+        ).rowcount:
+            record(
+                conn,
+                ev.DomainEvent(ev.CAMPAIGN_ENDED, campaign["id"], {"reason": reason}),
+                now,
+            )
+
+
+def _check_unpaid(conn: Connection, campaign_id: str, customer_id: str) -> None:
+    if conn.execute(
+        select(orders.c.id).where(
+            orders.c.campaign_id == campaign_id,
+            orders.c.customer_id == customer_id,
+            orders.c.status == "pending_payment",
+        )
+    ).first():
+        raise DomainError(UNPAID_ORDER_EXISTS)
+
+
+def _customer(conn: Connection, customer_id: str) -> dict[str, Any]:
+    row = as_dict(conn.execute(select(customers).where(customers.c.id == customer_id)).first())
+    if row is None:
+        raise DomainError(NOT_FOUND, kind="customer", id=customer_id)
+    return row
+
+
+def _placement_community(
+    conn: Connection, customer: dict[str, Any], pickup_point_id: str | None
+) -> str | None:
+    if pickup_point_id is None:
+        community = customer["community_id"]
+        return None if community is None else str(community)
+    community = conn.execute(
+        select(pickup_points.c.community_id).where(pickup_points.c.id == pickup_point_id)
+    ).scalar()
+    if community is None:
+        raise DomainError(NOT_FOUND, kind="pickup point", id=pickup_point_id)
+    return str(community)
+
+
+def _require_community(conn: Connection, campaign: dict[str, Any], community: str | None) -> None:
+    if campaign["all_communities"]:
+        return
+    allowed = community is not None and conn.execute(
+        select(campaign_communities.c.community_id).where(
+            campaign_communities.c.campaign_id == campaign["id"],
+            campaign_communities.c.community_id == community,
+        )
+    ).first()
+    if not allowed:
+        raise DomainError(
+            COMMUNITY_NOT_ALLOWED, campaign_id=campaign["id"], community_id=community or "-"
+        )
+
+
+def _item(conn: Connection, campaign_id: str, sku_id: str) -> dict[str, Any]:
+    row = as_dict(
+        conn.execute(
+            select(campaign_items).where(
+                campaign_items.c.campaign_id == campaign_id, campaign_items.c.sku_id == sku_id
+            )
+        ).first()
+    )
+    if row is None:
+        raise DomainError(ITEM_NOT_IN_CAMPAIGN, sku_id=sku_id, campaign_id=campaign_id)
+    return row
+
+
+def _group(conn: Connection, group_id: str) -> dict[str, Any]:
+    row = as_dict(conn.execute(select(buy_groups).where(buy_groups.c.id == group_id)).first())
+    if row is None:
+        raise DomainError(NOT_FOUND, kind="group", id=group_id)
+    return row
+
+
+def get_group(conn: Connection, group_id: str) -> dict[str, Any]:
+    group = _group(conn, group_id)
+    group["members"] = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(
+                orders.c.id.label("order_id"), orders.c.customer_id, customers.c.name,
+                orders.c.is_leader, orders.c.status, orders.c.quantity, orders.c.created_at,
+            )
+            .select_from(orders.join(customers, customers.c.id == orders.c.customer_id))
+            .where(orders.c.group_id == group_id)
+            .order_by(orders.c.created_at, orders.c.id)
+        )
+    ]
+    return group
+
+
+def group_by_code(conn: Connection, code: str) -> dict[str, Any]:
+    gid = conn.execute(
+        select(buy_groups.c.id).where(buy_groups.c.invite_code == code.strip().upper())
+    ).scalar()
+    if gid is None:
+        raise DomainError(NOT_FOUND, kind="invite code", id=code)
+    return get_group(conn, str(gid))
+
+
+# -- payment recorded, release, form, settle, fail -------------------------------------------
+
+
+def order_paid(conn: Connection, order: dict[str, Any], now: datetime) -> None:
+    """The order's payment succeeded (the payments module has moved it to ``paid``)."""
+    gid = order["group_id"]
+    conn.execute(
+        update(buy_groups)
+        .where(buy_groups.c.id == gid)
+        .values(
+            paid_members=buy_groups.c.paid_members + 1,
+            paid_units=buy_groups.c.paid_units + order["quantity"],
+        )
+    )
+    group = _group(conn, gid)
+    if group["status"] == "open" and group["paid_members"] >= group["group_size"]:
+        _form(conn, group, now)
+        group = _group(conn, gid)
+    if (
+        group["status"] == "formed"
+        and group["seats_taken"] == group["capacity"]
+        and group["paid_members"] == group["seats_taken"]
+    ):
+        settle_group(conn, gid, now)
+
+
+def _form(conn: Connection, group: dict[str, Any], now: datetime, virtual: int = 0) -> None:
+    model.GROUP.check(group["status"], "formed")
+    if not conn.execute(
+        update(buy_groups)
+        .where(buy_groups.c.id == group["id"], buy_groups.c.status == "open")
+        .values(status="formed", formed_at=now, virtual_members=virtual)
+    ).rowcount:
+        return
+    _leader_no_longer_open(conn, group)
+    record(
+        conn,
+        ev.DomainEvent(
+            ev.GROUP_FORMED,
+            group["id"],
+            {"campaign_id": group["campaign_id"], "virtual_members": virtual},
+        ),
+        now,
+    )
+
+
+def _leader_no_longer_open(conn: Connection, group: dict[str, Any]) -> None:
+    conn.execute(
+        update(campaign_usage)
+        .where(
+            campaign_usage.c.campaign_id == group["campaign_id"],
+            campaign_usage.c.customer_id == group["leader_customer_id"],
+            campaign_usage.c.open_groups > 0,
+        )
+        .values(open_groups=campaign_usage.c.open_groups - 1)
+    )
+
+
+def release_order(conn: Connection, order: dict[str, Any], *, paid: bool = False) -> None:
+    """Give back what a live order held: its seat, the customer's units, campaign cap, stock."""
+    seat: dict[str, Any] = {"seats_taken": buy_groups.c.seats_taken - 1}
+    if paid:
+        seat |= {
+            "paid_members": buy_groups.c.paid_members - 1,
+            "paid_units": buy_groups.c.paid_units - order["quantity"],
+        }
+    conn.execute(update(buy_groups).where(buy_groups.c.id == order["group_id"]).values(**seat))
+    conn.execute(
+        update(campaign_usage)
+        .where(
+            campaign_usage.c.campaign_id == order["campaign_id"],
+            campaign_usage.c.customer_id == order["customer_id"],
+        )
+        .values(units=campaign_usage.c.units - order["quantity"])
+    )
+    conn.execute(
+        update(campaign_items)
+        .where(campaign_items.c.id == order["campaign_item_id"])
+        .values(taken=campaign_items.c.taken - order["quantity"])
+    )
+    conn.execute(
+        update(skus)
+        .where(skus.c.id == order["sku_id"])
+        .values(reserved=skus.c.reserved - order["quantity"])
+    )
+
+
+def cancel_order(conn: Connection, order_id: str, now: datetime, reason: str) -> bool:
+    """pending_payment → cancelled, releasing seat, limit, cap and stock. False if not pending."""
+    row = as_dict(conn.execute(select(orders).where(orders.c.id == order_id)).first())
+    if row is None:
+        raise DomainError(NOT_FOUND, kind="order", id=order_id)
+    if not conn.execute(
+        update(orders)
+        .where(orders.c.id == order_id, orders.c.status == "pending_payment")
+        .values(status="cancelled", stock_state="released", cancel_reason=reason, closed_at=now)
+    ).rowcount:
+        return False
+    release_order(conn, row)
+    record(
+        conn,
+        ev.DomainEvent(
+            ev.ORDER_CANCELLED, order_id,
+            {"reason": reason, "group_id": row["group_id"], "customer_id": row["customer_id"]},
+        ),
+        now,
+    )
+    return True
+
+
+def close_group_at_deadline(conn: Connection, group_id: str, now: datetime) -> str | None:
+    """The group's deadline passed: settle it if formed (or virtually completed), else fail it."""
+    group = _group(conn, group_id)
+    if group["status"] not in ("open", "formed") or group["deadline_at"] > now:
+        return None
+    pending = conn.execute(
+        select(orders.c.id).where(
+            orders.c.group_id == group_id, orders.c.status == "pending_payment"
+        )
+    ).scalars()
+    for oid in list(pending):
+        cancel_order(conn, oid, now, "group_closed")
+    group = _group(conn, group_id)
+    if group["status"] == "open":
+        campaign = conn.execute(
+            select(campaigns.c.virtual_within).where(campaigns.c.id == group["campaign_id"])
+        ).scalar()
+        virtual = model.virtual_members_needed(
+            group["paid_members"], group["group_size"], campaign
+        )
+        if virtual:
+            _form(conn, group, now, virtual=virtual)
+        else:
+            fail_group(conn, group, now)
+            return "failed"
+    settle_group(conn, group_id, now)
+    return "settled"
+
+
+def fail_group(conn: Connection, group: dict[str, Any], now: datetime) -> None:
+    from tuan.payments import service as payments  # the refund side lives there
+
+    model.GROUP.check(group["status"], "failed")
+    if not conn.execute(
+        update(buy_groups)
+        .where(buy_groups.c.id == group["id"], buy_groups.c.status == "open")
+        .values(status="failed", failed_at=now)
+    ).rowcount:
+        return
+    _leader_no_longer_open(conn, group)
+    paid = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(orders).where(orders.c.group_id == group["id"], orders.c.status == "paid")
+        )
+    ]
+    refunded = 0
+    for order in paid:
+        conn.execute(
+            update(orders)
+            .where(orders.c.id == order["id"], orders.c.status == "paid")
+            .values(status="refunded", stock_state="released", closed_at=now,
+                    cancel_reason="group_failed")
+        )
+        release_order(conn, order, paid=True)
+        payments.refund_order_in_full(conn, order, now, reason="group_failed")
+        refunded += order["paid_cents"]
+    record(
+        conn,
+        ev.DomainEvent(
+            ev.GROUP_FAILED,
+            group["id"],
+            {
+                "campaign_id": group["campaign_id"],
+                "customer_ids": [o["customer_id"] for o in paid],
+                "refunded_cents": refunded,
+            },
+        ),
+        now,
+    )
+
+
+def settle_group(conn: Connection, group_id: str, now: datetime) -> None:
+    """A formed group closes: final tier prices, price differences refunded, stock sold."""
+    from tuan.payments import service as payments
+
+    group = _group(conn, group_id)
+    model.GROUP.check(group["status"], "settled")
+    if not conn.execute(
+        update(buy_groups)
+        .where(buy_groups.c.id == group_id, buy_groups.c.status == "formed")
+        .values(status="settled", settled_at=now)
+    ).rowcount:
+        return
+    basis = conn.execute(
+        select(campaigns.c.tier_basis).where(campaigns.c.id == group["campaign_id"])
+    ).scalar_one()
+    # Virtual members never lower the price: tiers count real paid members or units only.
+    count = group["paid_members"] if basis == "members" else group["paid_units"]
+    paid = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(orders, campaign_items.c.price_tiers, campaign_items.c.group_price_cents)
+            .select_from(
+                orders.join(campaign_items, campaign_items.c.id == orders.c.campaign_item_id)
+            )
+            .where(orders.c.group_id == group_id, orders.c.status == "paid")
+        )
+    ]
+    sold: dict[str, int] = defaultdict(int)
+    for order in paid:
+        unit = model.tier_unit_price(
+            order["group_price_cents"], model.parse_tiers(order["price_tiers"]), count
+        )
+        final = min(
+            model.order_amount(unit, order["quantity"], order["discount_cents"]),
+            order["paid_cents"],
+        )
+        conn.execute(
+            update(orders)
+            .where(orders.c.id == order["id"], orders.c.status == "paid")
+            .values(status="confirmed", stock_state="sold", confirmed_at=now,
+                    final_amount_cents=final)
+        )
+        sold[order["sku_id"]] += order["quantity"]
+        payments.recognise_revenue(conn, order, final, now)
+        if order["paid_cents"] > final:
+            payments.request_refund(
+                conn,
+                order_id=order["id"],
+                amount_cents=order["paid_cents"] - final,
+                refund_no=f"tier-{order['id']}",
+                reason="tier_price",
+                now=now,
+            )
+    for sku_id, qty in sold.items():
+        conn.execute(
+            update(skus)
+            .where(skus.c.id == sku_id)
+            .values(
+                reserved=skus.c.reserved - qty,
+                on_hand=skus.c.on_hand - qty,
+                sold=skus.c.sold + qty,
+            )
+        )
+
+
+def expire_due_groups(conn: Connection, now: datetime, limit: int) -> int:
+    """Close up to ``limit`` groups whose deadline has passed (the deadline queue)."""
+    due = conn.execute(
+        select(buy_groups.c.id)
+        .where(buy_groups.c.status.in_(("open", "formed")), buy_groups.c.deadline_at <= now)
+        .order_by(buy_groups.c.deadline_at)
+        .limit(limit)
+    ).scalars()
+    done = 0
+    for gid in list(due):
+        if close_group_at_deadline(conn, gid, now):
+            done += 1
+    return done
+
+
+def expire_due_orders(conn: Connection, now: datetime, limit: int) -> int:
+    """Cancel up to ``limit`` orders whose payment deadline has passed unpaid."""
+    due = conn.execute(
+        select(orders.c.id)
+        .where(orders.c.status == "pending_payment", orders.c.payment_deadline_at <= now)
+        .order_by(orders.c.payment_deadline_at)
+        .limit(limit)
+    ).scalars()
+    return sum(1 for oid in list(due) if cancel_order(conn, oid, now, "payment_timeout"))
+
+
+def due_payment_reminders(conn: Connection, now: datetime, before: timedelta, limit: int) -> int:
+    """Queue one payment reminder per pending order whose deadline is near."""
+    due = conn.execute(
+        select(orders.c.id, orders.c.customer_id, orders.c.payment_deadline_at,
+               orders.c.amount_cents, orders.c.group_id)
+        .where(
+            and_(
+                orders.c.status == "pending_payment",
+                orders.c.reminder_sent.is_(False),
+                orders.c.payment_deadline_at <= now + before,
+                orders.c.payment_deadline_at > now,
+            )
+        )
+        .limit(limit)
+    ).all()
+    for row in due:
+        if conn.execute(
+            update(orders)
+            .where(orders.c.id == row.id, orders.c.reminder_sent.is_(False))
+            .values(reminder_sent=True)
+        ).rowcount:
+            record(
+                conn,
+                ev.DomainEvent(
+                    ev.PAYMENT_REMINDER, row.id,
+                    {"customer_id": row.customer_id, "group_id": row.group_id,
+                     "amount_cents": row.amount_cents,
+                     "payment_deadline_at": row.payment_deadline_at.isoformat()},
+                ),
+                now,
+            )
+    return len(due)
+
+
+def count_due(conn: Connection, now: datetime) -> dict[str, int]:
+    groups_due = conn.execute(
+        select(func.count())
+        .select_from(buy_groups)
+        .where(buy_groups.c.status.in_(("open", "formed")), buy_groups.c.deadline_at <= now)
+    ).scalar_one()
+    orders_due = conn.execute(
+        select(func.count())
+        .select_from(orders)
+        .where(orders.c.status == "pending_payment", orders.c.payment_deadline_at <= now)
+    ).scalar_one()
+    return {"groups": int(groups_due), "orders": int(orders_due)}

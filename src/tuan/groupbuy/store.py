@@ -1,0 +1,116 @@
+"""Campaigns (拼团活动), their items and communities, per-customer usage, and groups (团)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from tuan.shared.db import UTCDateTime, metadata
+
+campaigns = Table(
+    "campaigns", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(160), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("status", String(16), nullable=False),  # draft|scheduled|live|paused|ended
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("group_size", Integer, nullable=False),
+    Column("group_max", Integer, nullable=True),
+    Column("group_ttl_s", Integer, nullable=False),
+    Column("payment_timeout_s", Integer, nullable=False),
+    Column("purchase_limit", Integer, nullable=True),  # units per customer; failed groups free it
+    Column("max_open_groups", Integer, nullable=False, server_default="1"),
+    Column("tier_basis", String(8), nullable=False, server_default="members"),  # members|units
+    Column("leader_discount_cents", Integer, nullable=False, server_default="0"),
+    Column("virtual_within", Integer, nullable=True),  # virtual completion when ≤ k short
+    Column("auto_close_at_warning", Boolean, nullable=False, server_default="1"),
+    Column("all_communities", Boolean, nullable=False, server_default="1"),
+    Column("refund_policy", Text, nullable=False, server_default=""),
+    Column("ended_reason", String(24), nullable=True),  # time|manual|sold_out|stock_warning
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime, nullable=True),
+    CheckConstraint("group_size >= 2", name="group_size_min"),
+    CheckConstraint("group_max IS NULL OR group_max >= group_size", name="group_max"),
+    CheckConstraint("ends_at > starts_at", name="window"),
+    Index("ix_campaigns_status_starts", "status", "starts_at"),
+    Index("ix_campaigns_status_ends", "status", "ends_at"),
+)
+
+campaign_items = Table(
+    "campaign_items", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("campaign_id", String(40), ForeignKey("campaigns.id"), nullable=False),
+    Column("sku_id", String(40), ForeignKey("skus.id"), nullable=False, index=True),
+    Column("group_price_cents", Integer, nullable=False),
+    # [[threshold, price_cents], ...]: from `threshold` members (or units) on, the unit price.
+    Column("price_tiers", JSON, nullable=False),
+    Column("stock_cap", Integer, nullable=True),
+    Column("taken", Integer, nullable=False, server_default="0"),  # units held by live orders
+    UniqueConstraint("campaign_id", "sku_id"),
+    CheckConstraint("group_price_cents >= 0", name="price_nonneg"),
+    CheckConstraint("taken >= 0 AND (stock_cap IS NULL OR taken <= stock_cap)", name="cap"),
+)
+
+campaign_communities = Table(
+    "campaign_communities", metadata,
+    Column("campaign_id", String(40), ForeignKey("campaigns.id"), primary_key=True),
+    Column("community_id", String(40), ForeignKey("communities.id"), primary_key=True),
+)
+
+# Counters per customer and campaign, changed by conditional UPDATEs so that limits hold under
+# any concurrency: units held in live (not cancelled/failed) orders, and open groups led.
+campaign_usage = Table(
+    "campaign_usage", metadata,
+    Column("campaign_id", String(40), ForeignKey("campaigns.id"), primary_key=True),
+    Column("customer_id", String(40), ForeignKey("customers.id"), primary_key=True),
+    Column("units", Integer, nullable=False, server_default="0"),
+    Column("open_groups", Integer, nullable=False, server_default="0"),
+    CheckConstraint("units >= 0 AND open_groups >= 0", name="nonneg"),
+)
+
+# ``groups`` is a keyword in SQLite ≥ 3.25 (window frames), hence ``buy_groups``.
+buy_groups = Table(
+    "buy_groups", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("campaign_id", String(40), ForeignKey("campaigns.id"), nullable=False),
+    Column("leader_customer_id", String(40), ForeignKey("customers.id"), nullable=False),
+    Column("community_id", String(40), ForeignKey("communities.id"), nullable=True),
+    Column("pickup_point_id", String(40), ForeignKey("pickup_points.id"), nullable=True),
+    Column("invite_code", String(16), nullable=False, unique=True),
+    Column("status", String(12), nullable=False),  # open|formed|settled|failed
+    Column("group_size", Integer, nullable=False),
+    Column("capacity", Integer, nullable=False),  # group_max, or group_size without one
+    Column("seats_taken", Integer, nullable=False, server_default="0"),  # live orders
+    Column("paid_members", Integer, nullable=False, server_default="0"),
+    Column("paid_units", Integer, nullable=False, server_default="0"),
+    Column("virtual_members", Integer, nullable=False, server_default="0"),
+    Column("deadline_at", UTCDateTime, nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("formed_at", UTCDateTime, nullable=True),
+    Column("settled_at", UTCDateTime, nullable=True),
+    Column("failed_at", UTCDateTime, nullable=True),
+    CheckConstraint("seats_taken >= 0 AND seats_taken <= capacity", name="seats"),
+    CheckConstraint("paid_members >= 0 AND paid_members <= seats_taken", name="paid"),
+    Index("ix_buy_groups_campaign_status", "campaign_id", "status"),
+    Index("ix_buy_groups_leader", "leader_customer_id"),
+    # The deadline queue: the scheduler takes due groups in batches from here.
+    Index(
+        "ix_buy_groups_due", "deadline_at",
+        sqlite_where=text("status IN ('open', 'formed')"),
+        postgresql_where=text("status IN ('open', 'formed')"),
+    ),
+)

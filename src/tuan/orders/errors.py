@@ -1,0 +1,14 @@
+"""Error codes of orders."""
+
+from tuan.shared.errors import code
+
+ORDER_NOT_PAYABLE = code(
+    "order_not_payable", 409,
+    "Order {order_id} cannot be paid now (it is {status}).",
+    "订单 {order_id} 当前无法支付(状态:{status})。",
+)
+PAYMENT_DEADLINE_PASSED = code(
+    "payment_deadline_passed", 409,
+    "The payment deadline of order {order_id} has passed.",
+    "订单 {order_id} 已超过支付期限。",
+)
