@@ -175,7 +175,8 @@ CHECKS: tuple[Check, ...] = (
         "Refunds of each payment add up to its refunded counter and never exceed it",
         "每笔支付的退款合计与其已退金额一致,且不超过支付金额",
         """
-        SELECT p.id AS payment_id, p.amount_cents, p.refunded_cents, COALESCE(r.amount, 0) AS refunds
+        SELECT p.id AS payment_id, p.amount_cents, p.refunded_cents,
+               COALESCE(r.amount, 0) AS refunds
         FROM payments p
         LEFT JOIN (SELECT payment_id, SUM(amount_cents) AS amount FROM refunds
                    GROUP BY payment_id) r ON r.payment_id = p.id

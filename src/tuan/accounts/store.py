@@ -7,7 +7,8 @@ from sqlalchemy import Column, String, Table
 from tuan.shared.db import UTCDateTime, metadata
 
 api_tokens = Table(
-    "api_tokens", metadata,
+    "api_tokens",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("role", String(16), nullable=False),  # operator|leader|customer

@@ -7,7 +7,8 @@ from sqlalchemy import CheckConstraint, Column, ForeignKey, Integer, String, Tab
 from tuan.shared.db import UTCDateTime, metadata
 
 products = Table(
-    "products", metadata,
+    "products",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("name", String(120), nullable=False),
     Column("category", String(40), nullable=False),
@@ -23,7 +24,8 @@ products = Table(
 # Invariants (checked by ``tuan reconcile``): 0 <= reserved <= on_hand;
 # on_hand + sold == sum(stock_receipts.quantity).
 skus = Table(
-    "skus", metadata,
+    "skus",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("product_id", String(40), ForeignKey("products.id"), nullable=False, index=True),
     Column("spec", String(120), nullable=False, server_default=""),

@@ -7,7 +7,8 @@ from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table
 from tuan.shared.db import UTCDateTime, metadata
 
 communities = Table(
-    "communities", metadata,
+    "communities",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("name", String(120), nullable=False),
     Column("city", String(60), nullable=False, server_default=""),
@@ -18,7 +19,8 @@ communities = Table(
 )
 
 leaders = Table(
-    "leaders", metadata,
+    "leaders",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("community_id", String(40), ForeignKey("communities.id"), nullable=False, index=True),
     Column("customer_id", String(40), ForeignKey("customers.id"), nullable=True),
@@ -29,7 +31,8 @@ leaders = Table(
 )
 
 pickup_points = Table(
-    "pickup_points", metadata,
+    "pickup_points",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("community_id", String(40), ForeignKey("communities.id"), nullable=False, index=True),
     Column("leader_id", String(40), ForeignKey("leaders.id"), nullable=True),
@@ -39,7 +42,8 @@ pickup_points = Table(
 )
 
 customers = Table(
-    "customers", metadata,
+    "customers",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("name", String(80), nullable=False),
     Column("phone", String(32), nullable=False, server_default=""),

@@ -116,7 +116,9 @@ class CampaignRules:
         if self.leader_discount_cents < 0:
             p.append("leader_discount_cents must be ≥ 0 / 团长优惠不能为负")
         if self.virtual_within is not None and not 1 <= self.virtual_within < self.group_size:
-            p.append("virtual_within must be between 1 and group_size-1 / 模拟成团差额须在 1 与 N-1 之间")
+            p.append(
+                "virtual_within must be between 1 and group_size-1 / 模拟成团差额须在 1 与 N-1 之间"
+            )
         if not self.items:
             p.append("a campaign needs at least one SKU / 活动至少包含一个 SKU")
         seen: set[str] = set()

@@ -306,8 +306,16 @@ def open_group(
     )
     group = {**group_values, "invite_code": code}
     order = _take_place(
-        conn, campaign, group, item, customer, quantity, now,
-        is_leader=True, community_id=community_id, pickup_point_id=pickup_point_id,
+        conn,
+        campaign,
+        group,
+        item,
+        customer,
+        quantity,
+        now,
+        is_leader=True,
+        community_id=community_id,
+        pickup_point_id=pickup_point_id,
     )
     return Placement(group=_group(conn, group_id), order=order)
 
@@ -362,8 +370,15 @@ def join_group(
         raise DomainError(ALREADY_IN_GROUP, group_id=group["id"])
     _check_unpaid(conn, campaign["id"], customer_id)
     order = _take_place(
-        conn, campaign, group, item, customer, quantity, now,
-        is_leader=False, community_id=community_id,
+        conn,
+        campaign,
+        group,
+        item,
+        customer,
+        quantity,
+        now,
+        is_leader=False,
+        community_id=community_id,
         pickup_point_id=pickup_point_id or group["pickup_point_id"],
     )
     return Placement(group=_group(conn, group["id"]), order=order)
@@ -417,9 +432,7 @@ def _take_place(
     if limit is not None:
         usage_where.append(campaign_usage.c.units + quantity <= limit)
     if not conn.execute(
-        update(campaign_usage)
-        .where(*usage_where)
-        .values(units=campaign_usage.c.units + quantity)
+        update(campaign_usage).where(*usage_where).values(units=campaign_usage.c.units + quantity)
     ).rowcount:
         raise DomainError(PURCHASE_LIMIT, limit=limit)
 
@@ -436,9 +449,7 @@ def _take_place(
         raise DomainError(CAMPAIGN_CAP_REACHED, sku_id=item["sku_id"])
 
     # 4. Stock: keep the warning level as a buffer when the campaign closes itself there.
-    sku = conn.execute(
-        select(skus.c.warning_level).where(skus.c.id == item["sku_id"])
-    ).scalar_one()
+    sku = conn.execute(select(skus.c.warning_level).where(skus.c.id == item["sku_id"])).scalar_one()
     floor = int(sku) if campaign["auto_close_at_warning"] else 0
     if not conn.execute(
         update(skus)
@@ -520,8 +531,11 @@ def _after_stock_taken(
             ev.DomainEvent(
                 ev.STOCK_AT_WARNING,
                 sku_id,
-                {"available": available, "warning_level": row.warning_level,
-                 "campaign_id": campaign["id"]},
+                {
+                    "available": available,
+                    "warning_level": row.warning_level,
+                    "campaign_id": campaign["id"],
+                },
             ),
             now,
         )
@@ -582,12 +596,15 @@ def _placement_community(
 def _require_community(conn: Connection, campaign: dict[str, Any], community: str | None) -> None:
     if campaign["all_communities"]:
         return
-    allowed = community is not None and conn.execute(
-        select(campaign_communities.c.community_id).where(
-            campaign_communities.c.campaign_id == campaign["id"],
-            campaign_communities.c.community_id == community,
-        )
-    ).first()
+    allowed = (
+        community is not None
+        and conn.execute(
+            select(campaign_communities.c.community_id).where(
+                campaign_communities.c.campaign_id == campaign["id"],
+                campaign_communities.c.community_id == community,
+            )
+        ).first()
+    )
     if not allowed:
         raise DomainError(
             COMMUNITY_NOT_ALLOWED, campaign_id=campaign["id"], community_id=community or "-"
@@ -620,8 +637,13 @@ def get_group(conn: Connection, group_id: str) -> dict[str, Any]:
         dict(r._mapping)
         for r in conn.execute(
             select(
-                orders.c.id.label("order_id"), orders.c.customer_id, customers.c.name,
-                orders.c.is_leader, orders.c.status, orders.c.quantity, orders.c.created_at,
+                orders.c.id.label("order_id"),
+                orders.c.customer_id,
+                customers.c.name,
+                orders.c.is_leader,
+                orders.c.status,
+                orders.c.quantity,
+                orders.c.created_at,
             )
             .select_from(orders.join(customers, customers.c.id == orders.c.customer_id))
             .where(orders.c.group_id == group_id)
@@ -742,7 +764,8 @@ def cancel_order(conn: Connection, order_id: str, now: datetime, reason: str) ->
     record(
         conn,
         ev.DomainEvent(
-            ev.ORDER_CANCELLED, order_id,
+            ev.ORDER_CANCELLED,
+            order_id,
             {"reason": reason, "group_id": row["group_id"], "customer_id": row["customer_id"]},
         ),
         now,
@@ -767,9 +790,7 @@ def close_group_at_deadline(conn: Connection, group_id: str, now: datetime) -> s
         campaign = conn.execute(
             select(campaigns.c.virtual_within).where(campaigns.c.id == group["campaign_id"])
         ).scalar()
-        virtual = model.virtual_members_needed(
-            group["paid_members"], group["group_size"], campaign
-        )
+        virtual = model.virtual_members_needed(group["paid_members"], group["group_size"], campaign)
         if virtual:
             _form(conn, group, now, virtual=virtual)
         else:
@@ -801,8 +822,12 @@ def fail_group(conn: Connection, group: dict[str, Any], now: datetime) -> None:
         conn.execute(
             update(orders)
             .where(orders.c.id == order["id"], orders.c.status == "paid")
-            .values(status="refunded", stock_state="released", closed_at=now,
-                    cancel_reason="group_failed")
+            .values(
+                status="refunded",
+                stock_state="released",
+                closed_at=now,
+                cancel_reason="group_failed",
+            )
         )
         release_order(conn, order, paid=True)
         payments.refund_order_in_full(conn, order, now, reason="group_failed")
@@ -861,8 +886,9 @@ def settle_group(conn: Connection, group_id: str, now: datetime) -> None:
         conn.execute(
             update(orders)
             .where(orders.c.id == order["id"], orders.c.status == "paid")
-            .values(status="confirmed", stock_state="sold", confirmed_at=now,
-                    final_amount_cents=final)
+            .values(
+                status="confirmed", stock_state="sold", confirmed_at=now, final_amount_cents=final
+            )
         )
         sold[order["sku_id"]] += order["quantity"]
         payments.recognise_revenue(conn, order, final, now)
@@ -916,8 +942,13 @@ def expire_due_orders(conn: Connection, now: datetime, limit: int) -> int:
 def due_payment_reminders(conn: Connection, now: datetime, before: timedelta, limit: int) -> int:
     """Queue one payment reminder per pending order whose deadline is near."""
     due = conn.execute(
-        select(orders.c.id, orders.c.customer_id, orders.c.payment_deadline_at,
-               orders.c.amount_cents, orders.c.group_id)
+        select(
+            orders.c.id,
+            orders.c.customer_id,
+            orders.c.payment_deadline_at,
+            orders.c.amount_cents,
+            orders.c.group_id,
+        )
         .where(
             and_(
                 orders.c.status == "pending_payment",
@@ -937,10 +968,14 @@ def due_payment_reminders(conn: Connection, now: datetime, before: timedelta, li
             record(
                 conn,
                 ev.DomainEvent(
-                    ev.PAYMENT_REMINDER, row.id,
-                    {"customer_id": row.customer_id, "group_id": row.group_id,
-                     "amount_cents": row.amount_cents,
-                     "payment_deadline_at": row.payment_deadline_at.isoformat()},
+                    ev.PAYMENT_REMINDER,
+                    row.id,
+                    {
+                        "customer_id": row.customer_id,
+                        "group_id": row.group_id,
+                        "amount_cents": row.amount_cents,
+                        "payment_deadline_at": row.payment_deadline_at.isoformat(),
+                    },
                 ),
                 now,
             )

@@ -20,7 +20,8 @@ from sqlalchemy import (
 from tuan.shared.db import UTCDateTime, metadata
 
 campaigns = Table(
-    "campaigns", metadata,
+    "campaigns",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("name", String(160), nullable=False),
     Column("description", Text, nullable=False, server_default=""),
@@ -51,7 +52,8 @@ campaigns = Table(
 )
 
 campaign_items = Table(
-    "campaign_items", metadata,
+    "campaign_items",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("campaign_id", String(40), ForeignKey("campaigns.id"), nullable=False),
     Column("sku_id", String(40), ForeignKey("skus.id"), nullable=False, index=True),
@@ -66,7 +68,8 @@ campaign_items = Table(
 )
 
 campaign_communities = Table(
-    "campaign_communities", metadata,
+    "campaign_communities",
+    metadata,
     Column("campaign_id", String(40), ForeignKey("campaigns.id"), primary_key=True),
     Column("community_id", String(40), ForeignKey("communities.id"), primary_key=True),
 )
@@ -74,7 +77,8 @@ campaign_communities = Table(
 # Counters per customer and campaign, changed by conditional UPDATEs so that limits hold under
 # any concurrency: units held in live (not cancelled/failed) orders, and open groups led.
 campaign_usage = Table(
-    "campaign_usage", metadata,
+    "campaign_usage",
+    metadata,
     Column("campaign_id", String(40), ForeignKey("campaigns.id"), primary_key=True),
     Column("customer_id", String(40), ForeignKey("customers.id"), primary_key=True),
     Column("units", Integer, nullable=False, server_default="0"),
@@ -84,7 +88,8 @@ campaign_usage = Table(
 
 # ``groups`` is a keyword in SQLite ≥ 3.25 (window frames), hence ``buy_groups``.
 buy_groups = Table(
-    "buy_groups", metadata,
+    "buy_groups",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("campaign_id", String(40), ForeignKey("campaigns.id"), nullable=False),
     Column("leader_customer_id", String(40), ForeignKey("customers.id"), nullable=False),
@@ -109,7 +114,8 @@ buy_groups = Table(
     Index("ix_buy_groups_leader", "leader_customer_id"),
     # The deadline queue: the scheduler takes due groups in batches from here.
     Index(
-        "ix_buy_groups_due", "deadline_at",
+        "ix_buy_groups_due",
+        "deadline_at",
         sqlite_where=text("status IN ('open', 'formed')"),
         postgresql_where=text("status IN ('open', 'formed')"),
     ),

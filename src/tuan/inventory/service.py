@@ -14,7 +14,8 @@ from tuan.shared.errors import VALIDATION, DomainError, code
 from tuan.shared.ids import new_id
 
 STOCK_BELOW_RESERVED = code(
-    "stock_below_reserved", 409,
+    "stock_below_reserved",
+    409,
     "Removing {quantity} unit(s) would leave less stock than is reserved for orders.",
     "减少 {quantity} 件后库存将低于订单已预留的数量。",
 )
@@ -22,7 +23,12 @@ REASONS = ("receive", "adjust", "write_off")
 
 
 def receive_stock(
-    conn: Connection, sku_id: str, quantity: int, now: datetime, *, reason: str = "receive",
+    conn: Connection,
+    sku_id: str,
+    quantity: int,
+    now: datetime,
+    *,
+    reason: str = "receive",
     note: str = "",
 ) -> dict[str, Any]:
     """Add (or, for adjustments and write-offs, remove) on-hand units of a SKU."""
@@ -41,7 +47,11 @@ def receive_stock(
         raise DomainError(STOCK_BELOW_RESERVED, quantity=-quantity)
     conn.execute(
         insert(stock_receipts).values(
-            id=new_id("stk"), sku_id=sku_id, quantity=quantity, reason=reason, note=note,
+            id=new_id("stk"),
+            sku_id=sku_id,
+            quantity=quantity,
+            reason=reason,
+            note=note,
             created_at=now,
         )
     )

@@ -7,7 +7,8 @@ from sqlalchemy import Column, ForeignKey, Integer, String, Table
 from tuan.shared.db import UTCDateTime, metadata
 
 stock_receipts = Table(
-    "stock_receipts", metadata,
+    "stock_receipts",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("sku_id", String(40), ForeignKey("skus.id"), nullable=False, index=True),
     Column("quantity", Integer, nullable=False),  # negative for a write-off

@@ -19,7 +19,8 @@ from tuan.shared.db import UTCDateTime, metadata
 LIVE = "('pending_payment', 'paid', 'confirmed', 'completed')"
 
 orders = Table(
-    "orders", metadata,
+    "orders",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("campaign_id", String(40), ForeignKey("campaigns.id"), nullable=False),
     Column("campaign_item_id", String(40), ForeignKey("campaign_items.id"), nullable=False),
@@ -53,19 +54,26 @@ orders = Table(
     Index("ix_orders_campaign_created", "campaign_id", "created_at"),
     # No second unpaid order per customer and campaign.
     Index(
-        "uq_orders_one_unpaid", "campaign_id", "customer_id", unique=True,
+        "uq_orders_one_unpaid",
+        "campaign_id",
+        "customer_id",
+        unique=True,
         sqlite_where=text("status = 'pending_payment'"),
         postgresql_where=text("status = 'pending_payment'"),
     ),
     # Nobody holds two live places in one group.
     Index(
-        "uq_orders_one_seat", "group_id", "customer_id", unique=True,
+        "uq_orders_one_seat",
+        "group_id",
+        "customer_id",
+        unique=True,
         sqlite_where=text(f"status IN {LIVE}"),
         postgresql_where=text(f"status IN {LIVE}"),
     ),
     # The payment-deadline queue.
     Index(
-        "ix_orders_payment_due", "payment_deadline_at",
+        "ix_orders_payment_due",
+        "payment_deadline_at",
         sqlite_where=text("status = 'pending_payment'"),
         postgresql_where=text("status = 'pending_payment'"),
     ),

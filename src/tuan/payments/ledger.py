@@ -41,8 +41,13 @@ def post(
         insert(ledger_entries),
         [
             {
-                "txn_id": txn, "kind": kind, "account": account, "amount_cents": amount,
-                "order_id": order_id, "payment_id": payment_id, "refund_id": refund_id,
+                "txn_id": txn,
+                "kind": kind,
+                "account": account,
+                "amount_cents": amount,
+                "order_id": order_id,
+                "payment_id": payment_id,
+                "refund_id": refund_id,
                 "created_at": now,
             }
             for account, amount in entries

@@ -79,7 +79,7 @@ class SandboxProvider:
         self.clock = clock
         self.checkout_ttl = checkout_ttl
         self.default_delay = default_delay
-        self.rng = rng or random.Random()  # noqa: S311 - simulated behaviour, not security
+        self.rng = rng or random.Random()
 
     # -- the merchant's side of the API -----------------------------------------------------
     def checkout(self, *, payment_id: str, order_id: str, amount_cents: int) -> Checkout:
@@ -119,8 +119,11 @@ class SandboxProvider:
         refund_ref = new_id("sbr")
         conn.execute(
             insert(sandbox_refunds).values(
-                ref=refund_ref, payment_ref=ref, out_refund_no=refund_no,
-                amount_cents=amount, created_at=self.clock(),
+                ref=refund_ref,
+                payment_ref=ref,
+                out_refund_no=refund_no,
+                amount_cents=amount,
+                created_at=self.clock(),
             )
         )
         return refund_ref
@@ -203,8 +206,12 @@ class SandboxProvider:
         if current is None:
             conn.execute(
                 insert(sandbox_payments).values(
-                    ref=ref, merchant_order_id=claims["order"], amount_cents=claims["amount"],
-                    status=status, notify_url=self.public_url + CALLBACK_PATH, created_at=now,
+                    ref=ref,
+                    merchant_order_id=claims["order"],
+                    amount_cents=claims["amount"],
+                    status=status,
+                    notify_url=self.public_url + CALLBACK_PATH,
+                    created_at=now,
                 )
             )
         else:  # a declined card tried again
@@ -227,9 +234,14 @@ class SandboxProvider:
             insert(sandbox_callbacks),
             [
                 {
-                    "id": new_id("sbc"), "payment_ref": ref, "event_id": event_id, "body": body,
+                    "id": new_id("sbc"),
+                    "payment_ref": ref,
+                    "event_id": event_id,
+                    "body": body,
                     "deliver_at": deliver_at + timedelta(milliseconds=50 * i),
-                    "delivered_at": None, "attempts": 0, "last_status": None,
+                    "delivered_at": None,
+                    "attempts": 0,
+                    "last_status": None,
                     "duplicate": i > 0,
                 }
                 for i in range(1 + max(0, duplicates))
@@ -243,16 +255,22 @@ class SandboxProvider:
         now = self.clock()
         with self.db.read() as conn:
             due = conn.execute(
-                select(sandbox_callbacks.c.id, sandbox_callbacks.c.body,
-                       sandbox_callbacks.c.attempts, sandbox_payments.c.notify_url)
+                select(
+                    sandbox_callbacks.c.id,
+                    sandbox_callbacks.c.body,
+                    sandbox_callbacks.c.attempts,
+                    sandbox_payments.c.notify_url,
+                )
                 .select_from(
                     sandbox_callbacks.join(
                         sandbox_payments,
                         sandbox_payments.c.ref == sandbox_callbacks.c.payment_ref,
                     )
                 )
-                .where(sandbox_callbacks.c.delivered_at.is_(None),
-                       sandbox_callbacks.c.deliver_at <= now)
+                .where(
+                    sandbox_callbacks.c.delivered_at.is_(None),
+                    sandbox_callbacks.c.deliver_at <= now,
+                )
                 .order_by(sandbox_callbacks.c.deliver_at)
                 .limit(limit)
             ).all()
@@ -276,7 +294,7 @@ class SandboxProvider:
     ) -> None:
         for cb_id, attempts, status in results:
             ok = 200 <= status < 300
-            backoff = timedelta(seconds=min(2 ** attempts, 600))
+            backoff = timedelta(seconds=min(2**attempts, 600))
             conn.execute(
                 update(sandbox_callbacks)
                 .where(sandbox_callbacks.c.id == cb_id)

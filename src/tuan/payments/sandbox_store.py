@@ -7,7 +7,8 @@ from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text
 from tuan.shared.db import UTCDateTime, metadata
 
 sandbox_payments = Table(
-    "sandbox_payments", metadata,
+    "sandbox_payments",
+    metadata,
     Column("ref", String(64), primary_key=True),
     Column("merchant_order_id", String(40), nullable=False, index=True),
     Column("amount_cents", Integer, nullable=False),
@@ -18,7 +19,8 @@ sandbox_payments = Table(
 )
 
 sandbox_refunds = Table(
-    "sandbox_refunds", metadata,
+    "sandbox_refunds",
+    metadata,
     Column("ref", String(64), primary_key=True),
     Column("payment_ref", String(64), nullable=False, index=True),
     Column("out_refund_no", String(64), nullable=False),
@@ -27,7 +29,8 @@ sandbox_refunds = Table(
 )
 
 sandbox_callbacks = Table(
-    "sandbox_callbacks", metadata,
+    "sandbox_callbacks",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("payment_ref", String(64), nullable=False),
     Column("event_id", String(64), nullable=False),

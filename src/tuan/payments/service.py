@@ -119,16 +119,21 @@ def handle_callback(
         raise DomainError(UNKNOWN_PAYMENT, ref=event.payment_ref)
     if event.amount_cents != payment["amount_cents"]:
         raise DomainError(
-            AMOUNT_MISMATCH, ref=event.payment_ref,
-            reported=event.amount_cents, expected=payment["amount_cents"],
+            AMOUNT_MISMATCH,
+            ref=event.payment_ref,
+            reported=event.amount_cents,
+            expected=payment["amount_cents"],
         )
     if not insert_ignore(
         conn,
         provider_events,
         {
-            "provider": provider_name, "event_id": event.event_id,
-            "payment_ref": event.payment_ref, "kind": event.status,
-            "outcome": "applied", "received_at": now,
+            "provider": provider_name,
+            "event_id": event.event_id,
+            "payment_ref": event.payment_ref,
+            "kind": event.status,
+            "outcome": "applied",
+            "received_at": now,
         },
     ):
         return "duplicate"
@@ -149,8 +154,12 @@ def handle_callback(
         return "duplicate"
     amount = payment["amount_cents"]
     ledger.post(
-        conn, "payment", [("provider_clearing", amount), ("customer_orders", -amount)], now,
-        order_id=payment["order_id"], payment_id=payment["id"],
+        conn,
+        "payment",
+        [("provider_clearing", amount), ("customer_orders", -amount)],
+        now,
+        order_id=payment["order_id"],
+        payment_id=payment["id"],
     )
     if conn.execute(
         update(orders)
@@ -161,9 +170,13 @@ def handle_callback(
         record(
             conn,
             ev.DomainEvent(
-                ev.ORDER_PAID, order["id"],
-                {"group_id": order["group_id"], "customer_id": order["customer_id"],
-                 "amount_cents": amount},
+                ev.ORDER_PAID,
+                order["id"],
+                {
+                    "group_id": order["group_id"],
+                    "customer_id": order["customer_id"],
+                    "amount_cents": amount,
+                },
             ),
             now,
         )
@@ -172,9 +185,15 @@ def handle_callback(
     # Late: the order closed (timed out, group filled or closed) or was already paid.
     conn.execute(update(payments).where(payments.c.id == payment["id"]).values(late=True))
     _request(
-        conn, payment={**payment, "late": True}, order_id=payment["order_id"],
-        amount_cents=amount, refund_no=f"late-{payment['id']}", reason="late_payment",
-        account="customer_orders", now=now, touch_order=False,
+        conn,
+        payment={**payment, "late": True},
+        order_id=payment["order_id"],
+        amount_cents=amount,
+        refund_no=f"late-{payment['id']}",
+        reason="late_payment",
+        account="customer_orders",
+        now=now,
+        touch_order=False,
     )
     return "late_refunded"
 
@@ -185,17 +204,26 @@ def handle_callback(
 def recognise_revenue(conn: Connection, order: dict[str, Any], final: int, now: datetime) -> None:
     """The group settled: the order's final amount becomes revenue."""
     ledger.post(
-        conn, "settlement", [("customer_orders", final), ("revenue", -final)], now,
+        conn,
+        "settlement",
+        [("customer_orders", final), ("revenue", -final)],
+        now,
         order_id=order["id"],
     )
 
 
-def refund_order_in_full(conn: Connection, order: dict[str, Any], now: datetime, reason: str) -> None:
+def refund_order_in_full(
+    conn: Connection, order: dict[str, Any], now: datetime, reason: str
+) -> None:
     left = order["paid_cents"] - order["refunded_cents"]
     if left > 0:
         request_refund(
-            conn, order_id=order["id"], amount_cents=left, refund_no=f"{reason}-{order['id']}",
-            reason=reason, now=now,
+            conn,
+            order_id=order["id"],
+            amount_cents=left,
+            refund_no=f"{reason}-{order['id']}",
+            reason=reason,
+            now=now,
         )
 
 
@@ -239,12 +267,20 @@ def request_refund(
     if payment is None:
         raise DomainError(REFUND_INVALID, detail=f"order {order_id} has no payment to refund")
     account = (
-        "revenue" if order["confirmed_at"] is not None and reason != "tier_price"
+        "revenue"
+        if order["confirmed_at"] is not None and reason != "tier_price"
         else "customer_orders"
     )
     return _request(
-        conn, payment=payment, order_id=order_id, amount_cents=amount_cents,
-        refund_no=refund_no, reason=reason, account=account, now=now, touch_order=True,
+        conn,
+        payment=payment,
+        order_id=order_id,
+        amount_cents=amount_cents,
+        refund_no=refund_no,
+        reason=reason,
+        account=account,
+        now=now,
+        touch_order=True,
     )
 
 
@@ -265,8 +301,12 @@ def request_after_sales_refund(
     if existing is None and order["status"] not in AFTER_SALES_STATES:
         raise DomainError(ORDER_NOT_REFUNDABLE, order_id=order_id, status=order["status"])
     refund = request_refund(
-        conn, order_id=order_id, amount_cents=amount_cents, refund_no=refund_no,
-        reason=reason, now=now,
+        conn,
+        order_id=order_id,
+        amount_cents=amount_cents,
+        refund_no=refund_no,
+        reason=reason,
+        now=now,
     )
     conn.execute(
         update(orders)
@@ -302,11 +342,17 @@ def _request(
         .values(refunded_cents=payments.c.refunded_cents + amount_cents)
     ).rowcount:
         raise DomainError(REFUND_EXCEEDS, amount=amount_cents, left=left)
-    if touch_order and not conn.execute(
-        update(orders)
-        .where(orders.c.id == order_id, orders.c.refunded_cents + amount_cents <= orders.c.paid_cents)
-        .values(refunded_cents=orders.c.refunded_cents + amount_cents)
-    ).rowcount:
+    if (
+        touch_order
+        and not conn.execute(
+            update(orders)
+            .where(
+                orders.c.id == order_id,
+                orders.c.refunded_cents + amount_cents <= orders.c.paid_cents,
+            )
+            .values(refunded_cents=orders.c.refunded_cents + amount_cents)
+        ).rowcount
+    ):
         raise DomainError(REFUND_EXCEEDS, amount=amount_cents, left=left)
     row = {
         "id": new_id("rfd"),
@@ -373,21 +419,30 @@ def _book_refunds(conn: Connection, done: list[tuple[str, str]], now: datetime) 
     booked = 0
     for refund_id, provider_ref in done:
         row = as_dict(conn.execute(select(refunds).where(refunds.c.id == refund_id)).first())
-        if row is None or not conn.execute(
-            update(refunds)
-            .where(refunds.c.id == refund_id, refunds.c.status == "pending")
-            .values(status="succeeded", provider_ref=provider_ref, succeeded_at=now)
-        ).rowcount:
+        if (
+            row is None
+            or not conn.execute(
+                update(refunds)
+                .where(refunds.c.id == refund_id, refunds.c.status == "pending")
+                .values(status="succeeded", provider_ref=provider_ref, succeeded_at=now)
+            ).rowcount
+        ):
             continue
         amount = row["amount_cents"]
         ledger.post(
-            conn, "refund", [("provider_clearing", -amount), (row["ledger_account"], amount)], now,
-            order_id=row["order_id"], payment_id=row["payment_id"], refund_id=refund_id,
+            conn,
+            "refund",
+            [("provider_clearing", -amount), (row["ledger_account"], amount)],
+            now,
+            order_id=row["order_id"],
+            payment_id=row["payment_id"],
+            refund_id=refund_id,
         )
         record(
             conn,
             ev.DomainEvent(
-                ev.REFUND_SUCCEEDED, refund_id,
+                ev.REFUND_SUCCEEDED,
+                refund_id,
                 {"order_id": row["order_id"], "amount_cents": amount, "reason": row["reason"]},
             ),
             now,

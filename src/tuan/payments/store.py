@@ -18,7 +18,8 @@ from sqlalchemy import (
 from tuan.shared.db import UTCDateTime, metadata
 
 payments = Table(
-    "payments", metadata,
+    "payments",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("order_id", String(40), ForeignKey("orders.id"), nullable=False, index=True),
     Column("provider", String(24), nullable=False),
@@ -37,7 +38,8 @@ payments = Table(
 )
 
 refunds = Table(
-    "refunds", metadata,
+    "refunds",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("order_id", String(40), ForeignKey("orders.id"), nullable=False),
     Column("payment_id", String(40), ForeignKey("payments.id"), nullable=False, index=True),
@@ -58,7 +60,8 @@ refunds = Table(
 )
 
 provider_events = Table(
-    "provider_events", metadata,
+    "provider_events",
+    metadata,
     Column("provider", String(24), primary_key=True),
     Column("event_id", String(64), primary_key=True),
     Column("payment_ref", String(64), nullable=False),
@@ -71,7 +74,8 @@ provider_events = Table(
 # Accounts: provider_clearing (money held at the provider for us), customer_orders (what we owe
 # customers until an order is settled), revenue (settled sales), refunds_payable (unused).
 ledger_entries = Table(
-    "ledger_entries", metadata,
+    "ledger_entries",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("txn_id", String(40), nullable=False, index=True),
     Column("kind", String(24), nullable=False),  # payment|refund|settlement
@@ -87,7 +91,8 @@ ledger_entries = Table(
 # Requests that move money or stock carry an Idempotency-Key; the first result is kept here and
 # replayed for a repeat of the same request.
 idempotency_keys = Table(
-    "idempotency_keys", metadata,
+    "idempotency_keys",
+    metadata,
     Column("scope", String(120), primary_key=True),
     Column("key", String(120), primary_key=True),
     Column("request_hash", String(64), nullable=False),

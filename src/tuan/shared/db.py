@@ -114,7 +114,13 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 _RETRYABLE_PG = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 
 
+class RetryTransaction(Exception):
+    """Raised by a command that lost a race it can win by running again (e.g. a unique key)."""
+
+
 def _is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, RetryTransaction):
+        return True
     if isinstance(exc, OperationalError) and "locked" in str(exc).lower():
         return True
     if isinstance(exc, DBAPIError):
@@ -169,10 +175,10 @@ class Database:
             try:
                 with self.engine.begin() as conn:
                     return fn(conn)
-            except DBAPIError as exc:
+            except (DBAPIError, RetryTransaction) as exc:
                 if not _is_retryable(exc) or attempt == 7:
                     raise
-                time.sleep(random.uniform(0, 0.005 * 2**attempt))  # noqa: S311
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
         raise AssertionError("unreachable")
 
     def _submit(self, fn: Callable[[Connection], Any]) -> Future[Any]:
@@ -237,7 +243,7 @@ class Database:
                             outcomes.append((True, result))
             except Exception as exc:
                 if _is_retryable(exc) and attempt < 49:
-                    time.sleep(random.uniform(0.001, 0.02))  # noqa: S311
+                    time.sleep(random.uniform(0.001, 0.02))
                     continue
                 if len(batch) == 1:
                     batch[0].future.set_exception(exc)

@@ -54,24 +54,30 @@ class DomainError(Exception):
 
 # Codes used across modules.
 NOT_FOUND = code("not_found", 404, "{kind} {id} does not exist.", "{kind} {id} 不存在。")
-VALIDATION = code("validation_error", 422, "The request is not valid: {detail}", "请求无效:{detail}")
+VALIDATION = code(
+    "validation_error", 422, "The request is not valid: {detail}", "请求无效:{detail}"
+)
 ILLEGAL_TRANSITION = code(
-    "illegal_transition", 409,
+    "illegal_transition",
+    409,
     "A {kind} cannot go from {current} to {target}.",
     "{kind} 不能从 {current} 变为 {target}。",
 )
 IDEMPOTENCY_REQUIRED = code(
-    "idempotency_key_required", 400,
+    "idempotency_key_required",
+    400,
     "This request moves money or stock: send an Idempotency-Key header.",
     "该请求涉及资金或库存,请携带 Idempotency-Key 请求头。",
 )
 IDEMPOTENCY_MISMATCH = code(
-    "idempotency_key_reused", 422,
+    "idempotency_key_reused",
+    422,
     "This Idempotency-Key was already used with a different request.",
     "该 Idempotency-Key 已用于另一个不同的请求。",
 )
 IDEMPOTENCY_IN_PROGRESS = code(
-    "idempotency_key_in_progress", 409,
+    "idempotency_key_in_progress",
+    409,
     "A request with this Idempotency-Key is still being processed.",
     "使用该 Idempotency-Key 的请求仍在处理中。",
 )
@@ -79,10 +85,9 @@ UNAUTHENTICATED = code(
     "unauthenticated", 401, "Send a valid bearer token.", "请提供有效的 Bearer 令牌。"
 )
 FORBIDDEN = code(
-    "forbidden", 403,
+    "forbidden",
+    403,
     "The role {role} may not {action}.",
     "角色 {role} 无权执行:{action}。",
 )
-BUSY = code(
-    "busy", 503, "The server is busy; try again shortly.", "服务器繁忙,请稍后重试。"
-)
+BUSY = code("busy", 503, "The server is busy; try again shortly.", "服务器繁忙,请稍后重试。")

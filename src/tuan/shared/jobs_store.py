@@ -7,14 +7,16 @@ from sqlalchemy import Column, Integer, String, Table, Text
 from tuan.shared.db import UTCDateTime, metadata
 
 scheduler_leases = Table(
-    "scheduler_leases", metadata,
+    "scheduler_leases",
+    metadata,
     Column("name", String(40), primary_key=True),
     Column("owner", String(80), nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
 )
 
 job_runs = Table(
-    "job_runs", metadata,
+    "job_runs",
+    metadata,
     Column("job", String(48), primary_key=True),
     Column("last_started_at", UTCDateTime, nullable=True),
     Column("last_finished_at", UTCDateTime, nullable=True),

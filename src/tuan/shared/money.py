@@ -20,7 +20,7 @@ def format_yuan(amount: int, locale: str = "zh-CN") -> str:
 
 
 def split_pro_rata(total: int, weights: list[int]) -> list[int]:
-    """Split ``total`` cents over ``weights`` by the largest-remainder method: the parts sum exactly."""
+    """Split ``total`` cents over ``weights`` (largest remainder): the parts sum exactly."""
     if total < 0 or any(w < 0 for w in weights):
         raise ValueError("total and weights must be non-negative")
     wsum = sum(weights)

@@ -10,7 +10,8 @@ from tuan.shared.db import UTCDateTime, metadata
 from tuan.shared.events import DomainEvent
 
 outbox = Table(
-    "outbox", metadata,
+    "outbox",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("type", String(48), nullable=False),
     Column("aggregate_id", String(40), nullable=False),

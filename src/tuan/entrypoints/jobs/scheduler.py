@@ -50,8 +50,11 @@ def _note_run(
         update(job_runs)
         .where(job_runs.c.job == job)
         .values(
-            last_started_at=started, last_finished_at=finished, last_processed=n,
-            total_processed=job_runs.c.total_processed + n, last_error=error,
+            last_started_at=started,
+            last_finished_at=finished,
+            last_processed=n,
+            total_processed=job_runs.c.total_processed + n,
+            last_error=error,
         )
     )
 
@@ -74,8 +77,11 @@ def run_once(c: Container, tasks: dict[str, Task] | None = None) -> dict[str, in
             error = f"{type(exc).__name__}: {exc}"[:500]
         done[name] = total
         if total or error:
-            c.db.write(lambda conn, n=name, s=started, t=total, e=error: _note_run(  # type: ignore[misc]
-                conn, n, s, c.clock(), t, e))
+            c.db.write(
+                lambda conn, n=name, s=started, t=total, e=error: _note_run(  # type: ignore[misc]
+                    conn, n, s, c.clock(), t, e
+                )
+            )
     return done
 
 

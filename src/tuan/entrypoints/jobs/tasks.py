@@ -39,9 +39,7 @@ def expire_groups(c: Container, batch: int) -> int:
 
 def payment_reminders(c: Container, batch: int) -> int:
     before = timedelta(seconds=c.settings.payment_reminder_before_s)
-    return c.db.write(
-        lambda conn: groupbuy.due_payment_reminders(conn, c.clock(), before, batch)
-    )
+    return c.db.write(lambda conn: groupbuy.due_payment_reminders(conn, c.clock(), before, batch))
 
 
 def send_refunds(c: Container, batch: int) -> int:

@@ -1,0 +1,55 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tuan import __version__
+from tuan.bootstrap import Container, build
+from tuan.entrypoints.api import problems
+from tuan.entrypoints.api.routes import catalog, groupbuy, system
+from tuan.entrypoints.jobs.scheduler import Scheduler
+
+
+def create_app(container: Container | None = None, *, scheduler: bool | None = None) -> FastAPI:
+    """Build the app. Without a container, one is built from the environment at startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = container is None
+        c = container or build()
+        app.state.container = c
+        run_jobs = c.settings.scheduler_enabled if scheduler is None else scheduler
+        sched = Scheduler(c) if run_jobs else None
+        if sched is not None:
+            sched.start()
+        try:
+            yield
+        finally:
+            if sched is not None:
+                sched.stop()
+            if owned:
+                c.close()
+
+    app = FastAPI(
+        title="Tuan 团 API",
+        version=__version__,
+        description=(
+            "The group-buy engine: campaigns, groups and joins, orders, payments (sandbox "
+            "provider with signed callbacks), refunds, communities and stock. Errors are RFC 9457 "
+            "problem documents with a stable `code`; send `Accept-Language: en` for English "
+            "messages (Chinese by default). Requests that move money or stock need an "
+            "`Idempotency-Key` header."
+        ),
+        lifespan=lifespan,
+    )
+    if container is not None:
+        app.state.container = container
+    problems.install(app)
+    app.include_router(system.router)
+    app.include_router(catalog.router)
+    app.include_router(groupbuy.router)
+    return app

@@ -1,0 +1,161 @@
+"""Request dependencies: the container, the caller (bearer token and role), idempotency keys."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Header, Request
+from fastapi.responses import Response
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from tuan.accounts import service as accounts
+from tuan.bootstrap import Container
+from tuan.payments.store import idempotency_keys
+from tuan.shared.db import RetryTransaction
+from tuan.shared.errors import (
+    FORBIDDEN,
+    IDEMPOTENCY_MISMATCH,
+    IDEMPOTENCY_REQUIRED,
+    UNAUTHENTICATED,
+    VALIDATION,
+    DomainError,
+)
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    token_id: str
+    role: str
+    subject_id: str | None
+    community_id: str | None = None
+
+    def require(self, *roles: str, action: str) -> None:
+        if self.role not in roles:
+            raise DomainError(FORBIDDEN, role=self.role, action=action)
+
+    def customer_for(self, requested: str | None) -> str:
+        """Customers act as themselves; operators name the customer they act for."""
+        if self.role == "customer":
+            if requested not in (None, self.subject_id):
+                raise DomainError(FORBIDDEN, role=self.role, action="act for another customer")
+            assert self.subject_id is not None
+            return self.subject_id
+        self.require("operator", action="act for a customer")
+        if requested is None:
+            raise DomainError(VALIDATION, detail="customer_id is required / 需要 customer_id")
+        return requested
+
+
+_TOKEN_TTL_S = 30.0  # revocation reaches every process within this many seconds
+_token_cache: dict[str, tuple[float, Principal | None]] = {}
+
+
+def get_principal(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise DomainError(UNAUTHENTICATED)
+    token = authorization[7:].strip()
+    cached = _token_cache.get(token)
+    now = time.monotonic()
+    if cached is not None and cached[0] > now:
+        principal = cached[1]
+    else:
+        container: Container = request.app.state.container
+        with container.db.read() as conn:
+            row = accounts.lookup(conn, token)
+        principal = (
+            None
+            if row is None
+            else Principal(row["id"], row["role"], row["subject_id"], row.get("community_id"))
+        )
+        if len(_token_cache) > 100_000:
+            _token_cache.clear()
+        _token_cache[token] = (now + _TOKEN_TTL_S, principal)
+    if principal is None:
+        raise DomainError(UNAUTHENTICATED)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    key: str
+    scope: str
+    request_hash: str
+
+
+def idempotency(
+    request: Request,
+    principal: PrincipalDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="Required on requests that move money or stock; 1–120 characters."),
+    ] = None,
+) -> Idempotency:
+    key = (idempotency_key or "").strip()
+    if not key:
+        raise DomainError(IDEMPOTENCY_REQUIRED)
+    if len(key) > 120:
+        raise DomainError(VALIDATION, detail="Idempotency-Key is longer than 120 characters")
+    scope = f"{principal.token_id}:{request.method}:{request.url.path}"[:120]
+    return Idempotency(key=key, scope=scope, request_hash="")
+
+
+IdempotencyDep = Annotated[Idempotency, Depends(idempotency)]
+
+
+def body_hash(payload: Any) -> str:
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def run_idempotent(
+    conn: Connection, idem: Idempotency, payload: Any, status_code: int, fn: Any, now: Any
+) -> tuple[int, Any]:
+    """Inside the write transaction: replay a stored result, or run ``fn`` and store it with it."""
+    digest = body_hash(payload)
+    row = conn.execute(
+        select(idempotency_keys).where(
+            idempotency_keys.c.scope == idem.scope, idempotency_keys.c.key == idem.key
+        )
+    ).first()
+    if row is not None:
+        if row.request_hash != digest:
+            raise DomainError(IDEMPOTENCY_MISMATCH)
+        return int(row.status_code), row.response
+    result = fn(conn)
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                insert(idempotency_keys).values(
+                    scope=idem.scope,
+                    key=idem.key,
+                    request_hash=digest,
+                    status_code=status_code,
+                    response=result,
+                    created_at=now,
+                )
+            )
+    except IntegrityError as exc:  # a concurrent twin stored first: run again and replay it
+        raise RetryTransaction from exc
+    return status_code, result
+
+
+def json_response(result: Any, status_code: int) -> Response:
+    """A stored (replayable) result, already in JSON form."""
+    return Response(orjson.dumps(result), status_code=status_code, media_type="application/json")

@@ -1,0 +1,380 @@
+"""Campaigns, groups and joins, orders, payments and refunds."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import Connection, select
+
+from tuan.entrypoints.api.deps import (
+    ContainerDep,
+    IdempotencyDep,
+    Principal,
+    PrincipalDep,
+    json_response,
+    run_idempotent,
+)
+from tuan.entrypoints.api.schemas.groupbuy import (
+    CampaignIn,
+    CampaignOut,
+    CampaignStatusIn,
+    GroupOut,
+    JoinByCodeIn,
+    JoinIn,
+    OpenGroupIn,
+    OrderOut,
+    PayIn,
+    PaymentOut,
+    PlacementOut,
+    RefundIn,
+    RefundOut,
+)
+from tuan.groupbuy import model
+from tuan.groupbuy import service as groupbuy
+from tuan.groupbuy.store import campaigns
+from tuan.orders import service as orders_service
+from tuan.payments import service as payments
+from tuan.shared.errors import FORBIDDEN, DomainError
+
+router = APIRouter(prefix="/api/v1")
+
+
+def _rules(body: CampaignIn) -> model.CampaignRules:
+    return model.CampaignRules(
+        name=body.name,
+        description=body.description,
+        starts_at=body.starts_at,
+        ends_at=body.ends_at,
+        group_size=body.group_size,
+        group_max=body.group_max,
+        group_ttl=timedelta(seconds=body.group_ttl_s),
+        payment_timeout=timedelta(seconds=body.payment_timeout_s),
+        purchase_limit=body.purchase_limit,
+        max_open_groups=body.max_open_groups,
+        tier_basis=body.tier_basis,
+        leader_discount_cents=body.leader_discount_cents,
+        virtual_within=body.virtual_within,
+        auto_close_at_warning=body.auto_close_at_warning,
+        community_ids=tuple(body.community_ids),
+        refund_policy=body.refund_policy,
+        items=tuple(
+            model.ItemRules(
+                sku_id=i.sku_id,
+                group_price_cents=i.group_price_cents,
+                tiers=tuple(model.Tier(t.threshold, t.price_cents) for t in i.tiers),
+                stock_cap=i.stock_cap,
+            )
+            for i in body.items
+        ),
+    )
+
+
+# -- campaigns -------------------------------------------------------------------------------
+
+
+@router.post("/campaigns", status_code=201, response_model=CampaignOut, tags=["campaigns"])
+async def create_campaign(body: CampaignIn, c: ContainerDep, who: PrincipalDep) -> Any:
+    """Create a campaign as a draft, or published (scheduled or live by its start time)."""
+    who.require("operator", action="create campaigns")
+    rules = _rules(body)
+    return await c.db.write_async(
+        lambda conn: groupbuy.create_campaign(conn, rules, c.clock(), publish=body.publish)
+    )
+
+
+@router.put("/campaigns/{campaign_id}", response_model=CampaignOut, tags=["campaigns"])
+async def update_campaign(
+    campaign_id: str, body: CampaignIn, c: ContainerDep, who: PrincipalDep
+) -> Any:
+    who.require("operator", action="edit campaigns")
+    rules = _rules(body)
+    return await c.db.write_async(
+        lambda conn: groupbuy.update_campaign(conn, campaign_id, rules, c.clock())
+    )
+
+
+@router.post("/campaigns/{campaign_id}/status", response_model=CampaignOut, tags=["campaigns"])
+async def set_campaign_status(
+    campaign_id: str, body: CampaignStatusIn, c: ContainerDep, who: PrincipalDep
+) -> Any:
+    """Publish, pause, resume (``live``) or end a campaign."""
+    who.require("operator", action="change a campaign's status")
+    return await c.db.write_async(
+        lambda conn: groupbuy.set_campaign_status(conn, campaign_id, body.status, c.clock())
+    )
+
+
+@router.get("/campaigns", response_model=list[CampaignOut], tags=["campaigns"])
+def list_campaigns(
+    c: ContainerDep,
+    who: PrincipalDep,
+    status: str | None = Query(None, max_length=16),
+    limit: int = Query(50, ge=1, le=500),
+) -> Any:
+    with c.db.read() as conn:
+        query = select(campaigns.c.id).order_by(campaigns.c.starts_at.desc()).limit(limit)
+        if status:
+            query = query.where(campaigns.c.status == status)
+        return [groupbuy.get_campaign(conn, cid) for cid in conn.execute(query).scalars()]
+
+
+@router.get("/campaigns/{campaign_id}", response_model=CampaignOut, tags=["campaigns"])
+def get_campaign(campaign_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
+    with c.db.read() as conn:
+        return groupbuy.get_campaign(conn, campaign_id)
+
+
+# -- groups and joins ------------------------------------------------------------------------
+
+
+def _placement(
+    conn: Connection, c: ContainerDep, placement: groupbuy.Placement, pay: PayIn | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"group": _group_out(placement.group), "order": placement.order}
+    if pay is not None:
+        provider = payments._provider(c.providers, pay.provider)
+        out["payment"] = payments.start_payment(conn, placement.order["id"], provider, c.clock())
+    return PlacementOut.model_validate(out).model_dump(mode="json")
+
+
+def _group_out(group: dict[str, Any]) -> dict[str, Any]:
+    return {**group, "share_path": f"/t/{group['invite_code']}"}
+
+
+@router.post(
+    "/campaigns/{campaign_id}/groups",
+    status_code=201,
+    response_model=PlacementOut,
+    tags=["groups"],
+)
+async def open_group(
+    campaign_id: str,
+    body: OpenGroupIn,
+    c: ContainerDep,
+    who: PrincipalDep,
+    idem: IdempotencyDep,
+) -> Any:
+    """Open a group (开团): the caller becomes its leader and holds the first place."""
+    customer_id = who.customer_for(body.customer_id)
+
+    def run(conn: Connection) -> tuple[int, Any]:
+        return run_idempotent(
+            conn,
+            idem,
+            {"campaign": campaign_id, **body.model_dump(mode="json")},
+            201,
+            lambda k: _placement(
+                k,
+                c,
+                groupbuy.open_group(
+                    k,
+                    campaign_id=campaign_id,
+                    customer_id=customer_id,
+                    sku_id=body.sku_id,
+                    quantity=body.quantity,
+                    now=c.clock(),
+                    pickup_point_id=body.pickup_point_id,
+                ),
+                body.pay,
+            ),
+            c.clock(),
+        )
+
+    status, result = await c.db.write_async(run)
+    return json_response(result, status)
+
+
+async def _join(
+    c: ContainerDep,
+    who: Principal,
+    idem: IdempotencyDep,
+    body: JoinIn,
+    *,
+    group_id: str | None,
+    invite_code: str | None,
+) -> Any:
+    customer_id = who.customer_for(body.customer_id)
+    payload = {"group": group_id, "code": invite_code, **body.model_dump(mode="json")}
+
+    def run(conn: Connection) -> tuple[int, Any]:
+        return run_idempotent(
+            conn,
+            idem,
+            payload,
+            201,
+            lambda k: _placement(
+                k,
+                c,
+                groupbuy.join_group(
+                    k,
+                    customer_id=customer_id,
+                    sku_id=body.sku_id,
+                    quantity=body.quantity,
+                    now=c.clock(),
+                    invite_code=invite_code,
+                    group_id=group_id,
+                    pickup_point_id=body.pickup_point_id,
+                ),
+                body.pay,
+            ),
+            c.clock(),
+        )
+
+    status, result = await c.db.write_async(run)
+    return json_response(result, status)
+
+
+@router.post(
+    "/groups/{group_id}/join", status_code=201, response_model=PlacementOut, tags=["groups"]
+)
+async def join_group(
+    group_id: str, body: JoinIn, c: ContainerDep, who: PrincipalDep, idem: IdempotencyDep
+) -> Any:
+    """Join a group (参团): reserves stock and a seat, creates an order awaiting payment."""
+    return await _join(c, who, idem, body, group_id=group_id, invite_code=None)
+
+
+@router.post("/groups/join", status_code=201, response_model=PlacementOut, tags=["groups"])
+async def join_by_code(
+    body: JoinByCodeIn, c: ContainerDep, who: PrincipalDep, idem: IdempotencyDep
+) -> Any:
+    """One-tap join (一键参团) with the invite code from a share link."""
+    join = JoinIn.model_validate(body.model_dump(exclude={"invite_code"}))
+    return await _join(c, who, idem, join, group_id=None, invite_code=body.invite_code)
+
+
+@router.get("/groups/{group_id}", response_model=GroupOut, tags=["groups"])
+def get_group(group_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
+    with c.db.read() as conn:
+        group = groupbuy.get_group(conn, group_id)
+    _may_see_group(who, group)
+    return _group_out(group)
+
+
+@router.get("/groups/by-code/{invite_code}", response_model=GroupOut, tags=["groups"])
+def get_group_by_code(invite_code: str, c: ContainerDep, who: PrincipalDep) -> Any:
+    """What a customer sees from a share link before joining."""
+    with c.db.read() as conn:
+        return _group_out(groupbuy.group_by_code(conn, invite_code))
+
+
+def _may_see_group(who: Principal, group: dict[str, Any]) -> None:
+    if who.role == "leader" and group["community_id"] != who.community_id:
+        raise DomainError(FORBIDDEN, role=who.role, action="see another community's groups")
+
+
+# -- orders, payments, refunds ---------------------------------------------------------------
+
+
+def _own_order(who: Principal, order: dict[str, Any]) -> None:
+    if who.role == "customer" and order["customer_id"] != who.subject_id:
+        raise DomainError(FORBIDDEN, role=who.role, action="see another customer's order")
+    if who.role == "leader" and order["community_id"] != who.community_id:
+        raise DomainError(FORBIDDEN, role=who.role, action="see another community's orders")
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut, tags=["orders"])
+def get_order(order_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
+    with c.db.read() as conn:
+        order = orders_service.get_order(conn, order_id)
+    _own_order(who, order)
+    return order
+
+
+@router.post("/orders/{order_id}/cancel", response_model=OrderOut, tags=["orders"])
+async def cancel_order(order_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
+    """Cancel an order still awaiting payment (releases its seat and stock)."""
+
+    def run(conn: Connection) -> dict[str, Any]:
+        order = orders_service.get_order(conn, order_id)
+        _own_order(who, order)
+        return orders_service.cancel_by_customer(conn, order_id, c.clock())
+
+    return await c.db.write_async(run)
+
+
+@router.post(
+    "/orders/{order_id}/payments", status_code=201, response_model=PaymentOut, tags=["payments"]
+)
+async def start_payment(
+    order_id: str, body: PayIn, c: ContainerDep, who: PrincipalDep, idem: IdempotencyDep
+) -> Any:
+    """Start paying an order: returns the provider's pay link."""
+    provider = payments._provider(c.providers, body.provider)
+
+    def run(conn: Connection) -> tuple[int, Any]:
+        _own_order(who, orders_service.get_order(conn, order_id))
+        return run_idempotent(
+            conn,
+            idem,
+            {"order": order_id, **body.model_dump(mode="json")},
+            201,
+            lambda k: PaymentOut.model_validate(
+                payments.start_payment(k, order_id, provider, c.clock())
+            ).model_dump(mode="json"),
+            c.clock(),
+        )
+
+    status, result = await c.db.write_async(run)
+    return json_response(result, status)
+
+
+@router.post("/payments/callbacks/{provider}", tags=["payments"])
+async def provider_callback(provider: str, request: Request, c: ContainerDep) -> Any:
+    """Asynchronous, signed payment callbacks from a provider. No bearer token: the signature."""
+    chosen = payments._provider(c.providers, provider)
+    body = await request.body()
+    event = chosen.parse_callback(dict(request.headers), body)
+    outcome = await c.db.write_async(
+        lambda conn: payments.handle_callback(conn, provider, event, c.clock())
+    )
+    return {"received": True, "outcome": outcome}
+
+
+@router.get("/payments/{payment_id}", response_model=PaymentOut, tags=["payments"])
+def get_payment(payment_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
+    with c.db.read() as conn:
+        payment = payments.get_payment(conn, payment_id)
+        _own_order(who, orders_service.get_order(conn, payment["order_id"]))
+    return payment
+
+
+@router.post(
+    "/orders/{order_id}/refunds", status_code=201, response_model=RefundOut, tags=["refunds"]
+)
+async def refund_order(
+    order_id: str, body: RefundIn, c: ContainerDep, who: PrincipalDep, idem: IdempotencyDep
+) -> Any:
+    """Full or partial after-sales refund of a settled order; idempotent on ``refund_no``."""
+    who.require("operator", action="refund orders")
+
+    def run(conn: Connection) -> tuple[int, Any]:
+        return run_idempotent(
+            conn,
+            idem,
+            {"order": order_id, **body.model_dump(mode="json")},
+            201,
+            lambda k: RefundOut.model_validate(
+                payments.request_after_sales_refund(
+                    k,
+                    order_id=order_id,
+                    amount_cents=body.amount_cents,
+                    refund_no=body.refund_no,
+                    reason=body.reason,
+                    now=c.clock(),
+                )
+            ).model_dump(mode="json"),
+            c.clock(),
+        )
+
+    status, result = await c.db.write_async(run)
+    return json_response(result, status)
+
+
+@router.get("/orders/{order_id}/refunds", response_model=list[RefundOut], tags=["refunds"])
+def list_refunds(order_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
+    with c.db.read() as conn:
+        _own_order(who, orders_service.get_order(conn, order_id))
+        return payments.order_refunds(conn, order_id)

@@ -1,0 +1,27 @@
+"""Field types shared by the API schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+
+Cents = Annotated[StrictInt, Field(ge=0, le=10**11, description="Money in integer cents (分).")]
+PositiveCents = Annotated[StrictInt, Field(ge=1, le=10**11, description="Integer cents (分), ≥ 1.")]
+Quantity = Annotated[StrictInt, Field(ge=1, le=10_000)]
+Id = Annotated[str, Field(min_length=1, max_length=40)]
+
+
+class In(BaseModel):
+    """Request bodies: unknown fields are errors, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+Timestamp = AwareDatetime
+__all__ = ["Cents", "Id", "In", "Out", "PositiveCents", "Quantity", "Timestamp", "datetime"]

@@ -1,0 +1,248 @@
+"""The ``tuan`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Tuan 团 — the group-buying operations platform.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(token_app, name="token")
+console = Console()
+err = Console(stderr=True)
+
+
+def _migrations_dir() -> Path:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "migrations" / "env.py").exists() and (parent / "alembic.ini").exists():
+            return parent
+    raise typer.BadParameter("cannot find the migrations folder next to the source tree")
+
+
+def upgrade_database(url: str | None = None) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from tuan.config import get_settings
+
+    root = _migrations_dir()
+    cfg = Config(str(root / "alembic.ini"))
+    cfg.set_main_option("script_location", str(root / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url or get_settings().database_url)
+    command.upgrade(cfg, "head")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the database schema to the newest version."""
+    from tuan.config import get_settings
+
+    upgrade_database()
+    console.print(
+        f"[green]✓[/] database at newest schema: {_safe_url(get_settings().database_url)}"
+    )
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    migrate: Annotated[bool, typer.Option(help="Upgrade the schema first.")] = True,
+) -> None:
+    """Serve the API (and run the background jobs) with Uvicorn."""
+    import uvicorn
+
+    os.environ.setdefault("TUAN_PUBLIC_URL", f"http://{_client_host(host)}:{port}")
+    if migrate:
+        upgrade_database()
+    uvicorn.run(
+        "tuan.entrypoints.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=os.environ.get("TUAN_LOG_LEVEL", "warning"),
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+
+
+@app.command()
+def reconcile(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check every invariant of money, stock and groups; exit 1 if any fails."""
+    from tuan.bootstrap import build
+    from tuan.reconcile import run_checks
+
+    c = build()
+    try:
+        with c.db.read() as conn:
+            results = run_checks(conn)
+    finally:
+        c.close()
+    ok = all(r.ok for r in results)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "ok": ok,
+                    "checks": [
+                        {"name": r.check.name, "ok": r.ok, "violations": r.violations}
+                        for r in results
+                    ],
+                },
+                default=str,
+                ensure_ascii=False,
+            )
+        )
+    else:
+        table = Table(title="tuan reconcile · 对账")
+        table.add_column("check")
+        table.add_column("status")
+        table.add_column("invariant · 不变量")
+        for r in results:
+            status = "[green]OK[/]" if r.ok else f"[red]FAIL ({len(r.violations)})[/]"
+            table.add_row(r.check.name, status, f"{r.check.en}\n{r.check.zh}")
+        console.print(table)
+        for r in results:
+            for v in r.violations[:5]:
+                console.print(f"[red]✗ {r.check.name}[/]: {v}")
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def demo(
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same business.")] = 42,
+    scale: Annotated[float, typer.Option(min=0.01, max=10.0, help="Size factor.")] = 1.0,
+    reset: Annotated[bool, typer.Option(help="Drop existing data first.")] = True,
+) -> None:
+    """Fill the database with a simulated community group-buying business."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tuan.bootstrap import build
+    from tuan.config import get_settings
+    from tuan.demo.simulate import run_demo
+    from tuan.shared.clock import FrozenClock, utcnow
+
+    settings = get_settings()
+    if reset:
+        _reset_database(settings.database_url)
+    upgrade_database()
+    clock = FrozenClock(utcnow())
+    c = build(settings, clock=clock)
+    try:
+        with Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            summary = run_demo(c, seed=seed, scale=scale, progress=progress)
+    finally:
+        c.close()
+    table = Table(title=f"demo business · 演示数据 (seed {seed})")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key, value in vars(summary).items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    console.print(table)
+
+
+def _reset_database(url: str) -> None:
+    from sqlalchemy import create_engine
+
+    from tuan.config import get_settings
+
+    path = get_settings().sqlite_path()
+    if path is not None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        return
+    from tuan.shared.schema import metadata
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        metadata.drop_all(conn)
+        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    engine.dispose()
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="operator, leader or customer.")],
+    subject: Annotated[str | None, typer.Option(help="Customer or leader id it acts for.")] = None,
+    name: Annotated[str, typer.Option(help="A note on who holds it.")] = "",
+) -> None:
+    """Print a new bearer token (the first operator is made this way)."""
+    from tuan.accounts import service as accounts
+    from tuan.bootstrap import build
+    from tuan.shared.errors import DomainError
+
+    c = build()
+    try:
+        token, _ = c.db.write(
+            lambda conn: accounts.create_token(
+                conn, role=role, subject_id=subject, name=name, now=c.clock()
+            )
+        )
+    except DomainError as exc:
+        err.print(f"[red]error[/] {exc.code}: {exc.error.message('en', exc.params)}")
+        raise typer.Exit(2) from None
+    finally:
+        c.close()
+    print(token)
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option(help="A short run (smoke test of the benchmark).")] = False,
+) -> None:
+    """Run the benchmarks in benchmarks/ and print their figures."""
+    root = _migrations_dir()
+    sys.path.insert(0, str(root))
+    try:
+        from benchmarks.run import main as run_benchmarks  # type: ignore[import-not-found]
+    except ImportError as exc:
+        err.print(f"[red]benchmarks not found[/] ({exc}); run from a source checkout")
+        raise typer.Exit(2) from None
+    raise typer.Exit(run_benchmarks(quick=quick))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
