@@ -167,7 +167,8 @@ class Database:
 
     async def write_async(self, fn: Callable[[Connection], T]) -> T:
         if self.is_sqlite:
-            return await asyncio.wrap_future(self._submit(fn))  # type: ignore[no-any-return]
+            result: T = await asyncio.wrap_future(self._submit(fn))
+            return result
         return await asyncio.to_thread(self._write_pg, fn)
 
     def _write_pg(self, fn: Callable[[Connection], T]) -> T:

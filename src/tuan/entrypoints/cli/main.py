@@ -145,7 +145,7 @@ def demo(
     reset: Annotated[bool, typer.Option(help="Drop existing data first.")] = True,
 ) -> None:
     """Fill the database with a simulated community group-buying business."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from tuan.bootstrap import build
     from tuan.config import get_settings
@@ -166,7 +166,7 @@ def demo(
             TimeElapsedColumn(),
             console=console,
         ) as bar:
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
 
             def progress(stage: str, done: int, total: int) -> None:
                 if stage not in tasks:
