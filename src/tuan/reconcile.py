@@ -67,11 +67,11 @@ CHECKS: tuple[Check, ...] = (
         "campaign_cap_respected",
         "No campaign sells a SKU beyond its cap; its counter equals its live orders",
         "活动限量未被突破,计数与有效订单一致",
-        f"""
+        """
         SELECT ci.id AS item_id, ci.stock_cap, ci.taken, COALESCE(o.units, 0) AS live_units
         FROM campaign_items ci
         LEFT JOIN (SELECT campaign_item_id, SUM(quantity) AS units FROM orders
-                   WHERE status IN {_LIVE} AND stock_state <> 'released'
+                   WHERE stock_state <> 'released'
                    GROUP BY campaign_item_id) o ON o.campaign_item_id = ci.id
         WHERE (ci.stock_cap IS NOT NULL AND ci.taken > ci.stock_cap)
            OR ci.taken <> COALESCE(o.units, 0)
@@ -93,11 +93,11 @@ CHECKS: tuple[Check, ...] = (
         "group_within_maximum",
         "No group holds more members than its maximum; its seat counter equals its live orders",
         "没有团超过人数上限,占位计数与有效订单一致",
-        f"""
+        """
         SELECT g.id AS group_id, g.capacity, g.seats_taken, COALESCE(o.n, 0) AS live_orders
         FROM buy_groups g
         LEFT JOIN (SELECT group_id, COUNT(*) AS n FROM orders
-                   WHERE status IN {_LIVE} AND stock_state <> 'released'
+                   WHERE stock_state <> 'released'
                    GROUP BY group_id) o ON o.group_id = g.id
         WHERE COALESCE(o.n, 0) > g.capacity
            OR (g.status IN ('open', 'formed') AND g.seats_taken <> COALESCE(o.n, 0))

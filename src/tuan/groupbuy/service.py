@@ -84,8 +84,10 @@ def update_campaign(
     conn: Connection, campaign_id: str, rules: model.CampaignRules, now: datetime
 ) -> dict[str, Any]:
     current = _campaign(conn, campaign_id)
-    if current["status"] not in ("draft", "scheduled"):
-        raise DomainError(CAMPAIGN_NOT_EDITABLE, campaign_id=campaign_id, status=current["status"])
+    started = current["status"] == "scheduled" and current["starts_at"] <= now
+    if current["status"] not in ("draft", "scheduled") or started:
+        status = "live" if started else current["status"]
+        raise DomainError(CAMPAIGN_NOT_EDITABLE, campaign_id=campaign_id, status=status)
     rules.validate()
     conn.execute(
         update(campaigns)
@@ -124,6 +126,14 @@ def _campaign_columns(rules: model.CampaignRules) -> dict[str, Any]:
 def _write_items_and_communities(
     conn: Connection, campaign_id: str, rules: model.CampaignRules
 ) -> None:
+    from tuan.communities.store import communities
+
+    for community_id in set(rules.community_ids):
+        if (
+            conn.execute(select(communities.c.id).where(communities.c.id == community_id)).first()
+            is None
+        ):
+            raise DomainError(NOT_FOUND, kind="community", id=community_id)
     for item in rules.items:
         conn.execute(
             insert(campaign_items).values(
@@ -148,7 +158,14 @@ def set_campaign_status(
     current = _campaign(conn, campaign_id)
     if target == "published":
         target = "live" if current["starts_at"] <= now else "scheduled"
-    model.CAMPAIGN.check(current["status"], target)
+    # A scheduled campaign whose start has passed is selling already: it is live in all but name.
+    effective = (
+        "live"
+        if current["status"] == "scheduled" and current["starts_at"] <= now
+        else current["status"]
+    )
+    if not (effective == "live" and target == "live"):
+        model.CAMPAIGN.check(effective, target)
     values: dict[str, Any] = {"status": target, "updated_at": now}
     if target == "ended":
         values |= {"ended_reason": reason, "ended_at": now}

@@ -120,6 +120,7 @@ class Mailer:
         self.cfg = cfg
         self._smtp: smtplib.SMTP | None = None
         self._broken: str | None = None
+        self._reused = False  # the open session has sent a message already
 
     def __enter__(self) -> Mailer:
         return self
@@ -152,6 +153,7 @@ class Mailer:
         if self._smtp is not None:
             self._smtp.close()
             self._smtp = None
+        self._reused = False
 
     def send(self, msg: EmailMessage) -> Outcome:
         if self._broken is not None:
@@ -182,9 +184,16 @@ class Mailer:
                 permanent=500 <= exc.smtp_code < 600,
                 error=scrub(f"message refused: {_describe(exc)}", self.cfg.secrets()),
             )
+        except smtplib.SMTPServerDisconnected as exc:
+            was_reused = self._reused
+            self._drop()
+            if was_reused:  # the server closed an idle session: once more on a new one
+                return self.send(msg)
+            return Outcome(ok=False, error=scrub(f"SMTP: {_describe(exc)}", self.cfg.secrets()))
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()  # the session may be unusable; the next e-mail opens a new one
             return Outcome(ok=False, error=scrub(f"SMTP: {_describe(exc)}", self.cfg.secrets()))
+        self._reused = True
         return Outcome(ok=True)
 
     def close(self) -> None:

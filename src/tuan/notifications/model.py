@@ -107,6 +107,11 @@ class SendReport:
     def attempted(self) -> int:
         return self.sent + self.retrying + self.dead
 
+    @property
+    def processed(self) -> int:
+        """Rows this run is done with (all claimed ones but the released)."""
+        return self.claimed - self.released
+
 
 # -- webhook signatures ----------------------------------------------------------------------
 
@@ -138,21 +143,22 @@ def verify_webhook_signature(
     if not header:
         return False
     timestamp: int | None = None
-    candidates: list[str] = []
+    candidates: list[bytes] = []
     for part in header.split(","):
         key, sep, value = part.strip().partition("=")
         if not sep:
             continue
+        value = value.strip()
         if key == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
+            if not (value.isascii() and value.isdigit()):
                 return False
+            timestamp = int(value)
         elif key == "v1":
-            candidates.append(value.strip().lower())
+            # Bytes: compare_digest raises on non-ASCII str (headers may arrive as latin-1).
+            candidates.append(value.lower().encode("utf-8", "surrogateescape"))
     if timestamp is None or not candidates:
         return False
     if abs(now.timestamp() - timestamp) > tolerance_s:
         return False
-    expected = webhook_signature(secret, timestamp, body)
+    expected = webhook_signature(secret, timestamp, body).encode("ascii")
     return any(hmac.compare_digest(expected, c) for c in candidates)

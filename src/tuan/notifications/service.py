@@ -116,7 +116,10 @@ def dispatch_outbox(
     """
     pending = conn.execute(
         select(
-            outbox.c.id, outbox.c.type, outbox.c.aggregate_id, outbox.c.payload,
+            outbox.c.id,
+            outbox.c.type,
+            outbox.c.aggregate_id,
+            outbox.c.payload,
             outbox.c.created_at,
         )
         .where(outbox.c.dispatched_at.is_(None))
@@ -171,11 +174,19 @@ def _notifications_for(
     if subscribers:
         body = _webhook_body(event)
         for endpoint in subscribers:
-            rows.append({
-                **base, "id": new_id("ntf"), "channel": "webhook", "recipient": endpoint["id"],
-                "customer_id": None, "template": "webhook", "locale": None,
-                "subject": event["type"], "body": body,
-            })
+            rows.append(
+                {
+                    **base,
+                    "id": new_id("ntf"),
+                    "channel": "webhook",
+                    "recipient": endpoint["id"],
+                    "customer_id": None,
+                    "template": "webhook",
+                    "locale": None,
+                    "subject": event["type"],
+                    "body": body,
+                }
+            )
     template = TEMPLATE_OF_EVENT.get(event["type"])
     if template is None:
         return rows
@@ -184,21 +195,30 @@ def _notifications_for(
         for customer, context in audience:
             rendered = render(template, customer["locale"], context, zone=zone)
             common = {
-                **base, "customer_id": customer["id"], "template": template,
-                "locale": rendered.locale, "subject": rendered.subject[:255],
+                **base,
+                "customer_id": customer["id"],
+                "template": template,
+                "locale": rendered.locale,
+                "subject": rendered.subject[:255],
                 "body": rendered.body,
             }
-            rows.append({
-                **common, "id": new_id("ntf"), "channel": "in_app", "recipient": customer["id"],
-            })
+            rows.append(
+                {
+                    **common,
+                    "id": new_id("ntf"),
+                    "channel": "in_app",
+                    "recipient": customer["id"],
+                }
+            )
             email = (customer["email"] or "").strip()
             if "@" in email:
                 rows.append({**common, "id": new_id("ntf"), "channel": "email", "recipient": email})
     except (KeyError, ValueError, TypeError, TemplateError) as exc:
         # A malformed event must not block the outbox behind it: its customers hear nothing
         # (webhook subscribers still get the raw event), and the log says why.
-        log.error("outbox event %s (%s): no customer notifications: %r", event["id"],
-                  event["type"], exc)
+        log.error(
+            "outbox event %s (%s): no customer notifications: %r", event["id"], event["type"], exc
+        )
         rows = [r for r in rows if r["channel"] == "webhook"]
     return rows
 
@@ -238,8 +258,9 @@ def _customers(conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]]:
     found = {
         r.id: dict(r._mapping)
         for r in conn.execute(
-            select(customers.c.id, customers.c.name, customers.c.email, customers.c.locale)
-            .where(customers.c.id.in_(wanted))
+            select(customers.c.id, customers.c.name, customers.c.email, customers.c.locale).where(
+                customers.c.id.in_(wanted)
+            )
         )
     }
     return [found[i] for i in wanted if i in found]
@@ -255,20 +276,28 @@ def _campaign_name(conn: Connection, campaign_id: str | None) -> str:
 def _formed_audience(
     conn: Connection, event: dict[str, Any], payload: dict[str, Any]
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    group = conn.execute(
-        select(
-            buy_groups.c.id, buy_groups.c.campaign_id, buy_groups.c.group_size,
-            buy_groups.c.formed_at, buy_groups.c.pickup_point_id,
-        ).where(buy_groups.c.id == event["aggregate_id"])
-    ).mappings().first()
+    group = (
+        conn.execute(
+            select(
+                buy_groups.c.id,
+                buy_groups.c.campaign_id,
+                buy_groups.c.group_size,
+                buy_groups.c.formed_at,
+                buy_groups.c.pickup_point_id,
+            ).where(buy_groups.c.id == event["aggregate_id"])
+        )
+        .mappings()
+        .first()
+    )
     if group is None:
         log.warning("outbox event %s: group %s not found", event["id"], event["aggregate_id"])
         return []
     pickup = None
     if group["pickup_point_id"]:
         pickup = conn.execute(
-            select(pickup_points.c.name, pickup_points.c.address)
-            .where(pickup_points.c.id == group["pickup_point_id"])
+            select(pickup_points.c.name, pickup_points.c.address).where(
+                pickup_points.c.id == group["pickup_point_id"]
+            )
         ).first()
     member_ids = conn.execute(
         select(orders.c.customer_id)
@@ -283,8 +312,7 @@ def _formed_audience(
         "pickup_address": (pickup.address or None) if pickup is not None else None,
     }
     return [
-        (c, {**context, "customer_name": c["name"]})
-        for c in _customers(conn, list(member_ids))
+        (c, {**context, "customer_name": c["name"]}) for c in _customers(conn, list(member_ids))
     ]
 
 
@@ -312,8 +340,14 @@ def _failed_audience(
         refunds[ids[0]] = total
     name = _campaign_name(conn, payload.get("campaign_id"))
     return [
-        (c, {"customer_name": c["name"], "campaign_name": name,
-             "refund_cents": refunds.get(c["id"])})
+        (
+            c,
+            {
+                "customer_name": c["name"],
+                "campaign_name": name,
+                "refund_cents": refunds.get(c["id"]),
+            },
+        )
         for c in _customers(conn, ids)
     ]
 
@@ -355,17 +389,21 @@ def send_due(
     settings: Settings | DeliverySettings,
     http_client: httpx.Client,
     lease_s: float = DEFAULT_LEASE_S,
+    time_budget_s: float | None = None,
 ) -> SendReport:
     """Send up to ``limit`` due notifications and record how each went. Never a write command.
 
     Claims due rows (``status='queued' AND next_attempt_at <= now``) by moving their
     ``next_attempt_at`` to ``now + lease_s`` under a run token, in one conditional UPDATE; only
     claimed rows are sent. Sending stops early, releasing the rest, when the lease could run
-    out before the next send finishes (so no other process can take a row while it is sent).
+    out before the next send finishes (so no other process can take a row while it is sent),
+    or when ``time_budget_s`` has passed (to keep a shared scheduler thread responsive).
     Failures of the other side never raise: they are recorded with a back-off.
     """
-    cfg = settings if isinstance(settings, DeliverySettings) else (
-        DeliverySettings.from_settings(settings)
+    cfg = (
+        settings
+        if isinstance(settings, DeliverySettings)
+        else (DeliverySettings.from_settings(settings))
     )
     # The longest one send may take: a connect plus a reply, each up to the timeout.
     worst_send_s = 2 * max(cfg.smtp_timeout_s, cfg.webhook_timeout_s) + 1
@@ -376,6 +414,9 @@ def send_due(
     if not claimed:
         return SendReport()
     started = time.monotonic()
+    stop_after = lease_s - worst_send_s
+    if time_budget_s is not None:
+        stop_after = min(stop_after, time_budget_s)
     counts = {"sent": 0, "queued": 0, "dead": 0, "failed": 0}
     released = 0
 
@@ -387,7 +428,12 @@ def send_due(
             if d.status != "sent":
                 log.warning(
                     "notification %s (%s, event %s) attempt %d: %s -> %s",
-                    n["id"], n["channel"], n["event_id"], d.attempts, d.last_error, d.status,
+                    n["id"],
+                    n["channel"],
+                    n["event_id"],
+                    d.attempts,
+                    d.last_error,
+                    d.status,
                 )
 
     # In-app notifications are stored already: delivering them is recording it.
@@ -397,13 +443,17 @@ def send_due(
     remote = [n for n in claimed if n["channel"] != "in_app"]
     with Mailer(cfg) as mailer:
         for i, n in enumerate(remote):
-            if time.monotonic() - started > lease_s - worst_send_s:
+            if time.monotonic() - started >= stop_after:
                 released = _release_rest(db, token, [r["id"] for r in remote[i:]], now)
                 break
             record([(n, _deliver(n, mailer, http_client, cfg, now))])
     report = SendReport(
-        claimed=len(claimed), sent=counts["sent"], retrying=counts["queued"],
-        dead=counts["dead"], failed=counts["failed"], released=released,
+        claimed=len(claimed),
+        sent=counts["sent"],
+        retrying=counts["queued"],
+        dead=counts["dead"],
+        failed=counts["failed"],
+        released=released,
     )
     log.info("notifications sent: %s", report)
     return report
@@ -441,8 +491,9 @@ def _claim(
             webhook_endpoints.c.active.label("endpoint_active"),
         )
         .select_from(
-            notifications.outerjoin(customers, customers.c.id == notifications.c.customer_id)
-            .outerjoin(
+            notifications.outerjoin(
+                customers, customers.c.id == notifications.c.customer_id
+            ).outerjoin(
                 webhook_endpoints,
                 and_(
                     notifications.c.channel == "webhook",
@@ -467,15 +518,22 @@ def _deliver(
         try:
             msg = build_email(n, n["customer_name"], cfg, now)
         except (ValueError, TypeError, IndexError, MessageError) as exc:
-            return Outcome(ok=False, permanent=True,
-                           error=scrub(f"cannot build the e-mail: {exc!r}", cfg.secrets()))
+            return Outcome(
+                ok=False,
+                permanent=True,
+                error=scrub(f"cannot build the e-mail: {exc!r}", cfg.secrets()),
+            )
         return mailer.send(msg)
     if n["channel"] == "webhook":
         if not n["endpoint_url"] or not n["endpoint_active"]:
             return Outcome(ok=False, gone=True, error="webhook endpoint is inactive or deleted")
         return post_webhook(
-            http_client, url=str(n["endpoint_url"]), secret=str(n["endpoint_secret"]),
-            notification=n, now=now, timeout_s=cfg.webhook_timeout_s,
+            http_client,
+            url=str(n["endpoint_url"]),
+            secret=str(n["endpoint_secret"]),
+            notification=n,
+            now=now,
+            timeout_s=cfg.webhook_timeout_s,
         )
     return Outcome(ok=False, permanent=True, error=f"unknown channel {n['channel']!r}")
 
@@ -488,7 +546,9 @@ def _record(
 ) -> None:
     for n, d in decisions:
         values: dict[str, Any] = {
-            "status": d.status, "attempts": d.attempts, "last_error": d.last_error,
+            "status": d.status,
+            "attempts": d.attempts,
+            "last_error": d.last_error,
             "claimed_by": None,
         }
         if d.status == "sent":
@@ -584,8 +644,7 @@ def requeue_notification(conn: Connection, notification_id: str, now: datetime) 
         )
     conn.execute(
         update(notifications)
-        .where(notifications.c.id == notification_id,
-               notifications.c.status == current["status"])
+        .where(notifications.c.id == notification_id, notifications.c.status == current["status"])
         .values(status="queued", attempts=0, next_attempt_at=now, claimed_by=None)
     )
     return get_notification(conn, notification_id)
@@ -646,17 +705,11 @@ def list_webhook_endpoints(conn: Connection) -> list[dict[str, Any]]:
     ]
 
 
-def set_webhook_endpoint_active(
-    conn: Connection, endpoint_id: str, active: bool
-) -> dict[str, Any]:
+def set_webhook_endpoint_active(conn: Connection, endpoint_id: str, active: bool) -> dict[str, Any]:
     """Pause or resume an endpoint. Queued deliveries to a paused one end as ``failed``."""
     if not conn.execute(
-        update(webhook_endpoints)
-        .where(webhook_endpoints.c.id == endpoint_id)
-        .values(active=active)
+        update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id).values(active=active)
     ).rowcount:
         raise DomainError(NOT_FOUND, kind="webhook endpoint", id=endpoint_id)
-    row = conn.execute(
-        select(*_ENDPOINT_PUBLIC).where(webhook_endpoints.c.id == endpoint_id)
-    ).one()
+    row = conn.execute(select(*_ENDPOINT_PUBLIC).where(webhook_endpoints.c.id == endpoint_id)).one()
     return dict(row._mapping)

@@ -24,7 +24,8 @@ from sqlalchemy import (
 from tuan.shared.db import UTCDateTime, metadata
 
 notifications = Table(
-    "notifications", metadata,
+    "notifications",
+    metadata,
     Column("id", String(40), primary_key=True),  # ntf_…
     Column("event_id", Integer, nullable=False),  # outbox.id (no FK: the outbox may be pruned)
     Column("event_type", String(48), nullable=False),  # outbox.type, e.g. group.formed
@@ -54,7 +55,8 @@ notifications = Table(
 )
 
 webhook_endpoints = Table(
-    "webhook_endpoints", metadata,
+    "webhook_endpoints",
+    metadata,
     Column("id", String(40), primary_key=True),  # whk_…
     Column("url", String(500), nullable=False),
     Column("secret", String(128), nullable=False),  # the HMAC-SHA256 key; never shown in lists

@@ -136,8 +136,8 @@ class SandboxProvider:
             timestamp = int(parts["t"])
         except (KeyError, ValueError):
             raise DomainError(BAD_SIGNATURE) from None
-        expected = sign(self.secret, timestamp, body).split("v1=", 1)[1]
-        if not hmac.compare_digest(expected, parts.get("v1", "")):
+        expected = sign(self.secret, timestamp, body).split("v1=", 1)[1].encode()
+        if not hmac.compare_digest(expected, parts.get("v1", "").encode("utf-8", "replace")):
             raise DomainError(BAD_SIGNATURE)
         if abs(self.clock().timestamp() - timestamp) > TOLERANCE_S:
             raise DomainError(BAD_SIGNATURE)
@@ -160,10 +160,10 @@ class SandboxProvider:
         try:
             payload, mac = token.split(".", 1)
             good = _b64(hmac.new(self.secret, payload.encode(), hashlib.sha256).digest()[:16])
-            if not hmac.compare_digest(good, mac):
+            if not hmac.compare_digest(good.encode(), mac.encode("utf-8", "replace")):
                 raise ValueError("bad mac")
             claims: dict[str, Any] = orjson.loads(_unb64(payload))
-        except (ValueError, orjson.JSONDecodeError):
+        except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
             raise DomainError(CHECKOUT_INVALID) from None
         if claims["exp"] < self.clock().timestamp():
             raise DomainError(CHECKOUT_INVALID)

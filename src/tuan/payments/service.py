@@ -294,6 +294,7 @@ def request_after_sales_refund(
     now: datetime,
 ) -> dict[str, Any]:
     """An operator's full or partial refund of a settled order (e.g. spoiled fruit, pro rata)."""
+    refund_no = refund_no.strip()
     order = _order(conn, order_id)
     existing = conn.execute(
         select(refunds.c.id).where(refunds.c.order_id == order_id, refunds.c.refund_no == refund_no)

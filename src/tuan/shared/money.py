@@ -25,6 +25,8 @@ def split_pro_rata(total: int, weights: list[int]) -> list[int]:
         raise ValueError("total and weights must be non-negative")
     wsum = sum(weights)
     if wsum == 0:
+        if total:
+            raise ValueError("cannot split a positive total over weights that sum to zero")
         return [0] * len(weights)
     parts = [total * w // wsum for w in weights]
     rest = total - sum(parts)

@@ -38,7 +38,13 @@ def locale_of(request: Request) -> str:
     return "en" if lang.lower().startswith("en") else "zh-CN"
 
 
-def problem(request: Request, error: ErrorCode, params: dict[str, Any], **extra: Any) -> Response:
+def problem(
+    request: Request,
+    error: ErrorCode,
+    params: dict[str, Any],
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
     locale = locale_of(request)
     status = HTTPStatus(error.status)
     body = {
@@ -50,7 +56,7 @@ def problem(request: Request, error: ErrorCode, params: dict[str, Any], **extra:
         "instance": request.url.path,
         **extra,
     }
-    headers = {"content-language": locale}
+    headers = {**(headers or {}), "content-language": locale}
     if error.status == 401:
         headers["www-authenticate"] = "Bearer"
     return Response(
@@ -90,7 +96,7 @@ def install(app: FastAPI) -> None:
             error = ErrorCode(
                 f"http_{exc.status_code}", exc.status_code, str(exc.detail), str(exc.detail)
             )
-        return problem(request, error, {})
+        return problem(request, error, {}, headers=dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> Response:

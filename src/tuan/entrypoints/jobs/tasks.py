@@ -13,6 +13,7 @@ import httpx
 
 from tuan.bootstrap import Container
 from tuan.groupbuy import service as groupbuy
+from tuan.notifications import service as notifications
 from tuan.payments import service as payments
 
 Task = Callable[[Container, int], int]
@@ -67,6 +68,32 @@ def http_sender(timeout: float) -> Callable[[str, dict[str, str], bytes], int]:
     return send
 
 
+def dispatch_notifications(c: Container, batch: int) -> int:
+    # A formed group fans out to about 2N+1 notifications: keep each transaction short.
+    return c.db.write(
+        lambda conn: notifications.dispatch_outbox(
+            conn, c.clock(), min(batch, 100), zone=c.settings.timezone
+        )
+    )
+
+
+def send_notifications(c: Container, batch: int) -> int:
+    client = _clients.get(c.settings.webhook_timeout_s)
+    if client is None:
+        client = _clients[c.settings.webhook_timeout_s] = httpx.Client(
+            timeout=c.settings.webhook_timeout_s
+        )
+    report = notifications.send_due(
+        c.db,
+        c.clock(),
+        min(batch, 100),
+        settings=c.settings,
+        http_client=client,
+        time_budget_s=2.0,
+    )
+    return report.processed
+
+
 TASKS: dict[str, Task] = {
     "advance_campaigns": advance_campaigns,
     "expire_orders": expire_orders,
@@ -74,4 +101,6 @@ TASKS: dict[str, Task] = {
     "payment_reminders": payment_reminders,
     "send_refunds": send_refunds,
     "deliver_sandbox_callbacks": deliver_sandbox_callbacks,
+    "dispatch_notifications": dispatch_notifications,
+    "send_notifications": send_notifications,
 }
