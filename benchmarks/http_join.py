@@ -1,0 +1,440 @@
+"""Joins per second through a real ``tuan serve``, against its trivial endpoint as the baseline.
+
+1. ``hello_per_s``: GET /api/v1/health on 64 keep-alive connections for ~10 s.
+2. ``joins_per_s``: 64 connections, each a stream of virtual customers (an operator token acting
+   for pre-created customers): join a pre-opened large group with ``pay: {}``, then POST the
+   sandbox pay link (success). A completed pair counts once. Stock is finite: after a short
+   calibration the SKU's stock is adjusted so that it runs out near the end of the run, and the
+   run ends when the server refuses for lack of stock. ``p99_ms`` is the join request's latency.
+3. After the run the sandbox callbacks are delivered; ``oversold = max(0, reserved + sold -
+   received)`` from GET /api/v1/skus/{id}.
+
+The load generator is a minimal HTTP/1.1 client over asyncio (uvloop) with httptools' parser,
+so that it takes as little of the shared CPU as possible. Prints one JSON line at the end.
+
+    python -m benchmarks.http_join [--quick] [--workers N] [--pyspy out.svg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httptools
+import orjson
+from rich.console import Console
+from rich.table import Table
+from tests.e2e.server import Api, TuanServer, operator_token, tuan
+
+console = Console(stderr=True)
+CONNECTIONS = 64
+GROUP_CAPACITY = 1000
+
+
+# -- a lean HTTP/1.1 client ------------------------------------------------------------------
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection; one request in flight at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.body: list[bytes] = []
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.lost: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        body, self.body = b"".join(self.body), []
+        if waiter is not None and not waiter.done():
+            waiter.set_result((self.parser.get_status_code(), body))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("connection lost"))
+
+    async def send(self, raw: bytes) -> tuple[int, bytes]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(raw)
+        return await self.waiter
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Client:
+    def __init__(self, host: str, port: int, token: str | None = None) -> None:
+        self.host, self.port = host, port
+        self.auth = f"Authorization: Bearer {token}\r\n".encode() if token else b""
+        self.conn: _Conn | None = None
+
+    async def connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        _, self.conn = await loop.create_connection(_Conn, self.host, self.port)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        assert self.conn is not None
+        return await self.conn.send(
+            f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n".encode() + self.auth + b"\r\n"
+        )
+
+    async def post(
+        self, path: str, body: dict[str, Any], headers: str = "", *, auth: bool = True
+    ) -> tuple[int, bytes]:
+        assert self.conn is not None
+        data = orjson.dumps(body)
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n{headers}"
+        ).encode()
+        return await self.conn.send(head + (self.auth if auth else b"") + b"\r\n" + data)
+
+
+# -- the data: built through the services before the server starts ---------------------------
+
+
+@dataclass
+class Setup:
+    sku_id: str
+    campaign_id: str
+    group_codes: list[str]
+    customers: list[str]
+    stock: int
+
+
+def build_business(db_url: str, customers: int, stock: int) -> Setup:
+    """Customers, one SKU, a live campaign with large groups, opened by their leaders."""
+    from tuan.bootstrap import build
+    from tuan.catalog import service as catalog
+    from tuan.communities import service as communities
+    from tuan.config import Settings
+    from tuan.groupbuy import model
+    from tuan.groupbuy import service as groupbuy
+    from tuan.inventory import service as inventory
+
+    c = build(Settings(database_url=db_url, scheduler_enabled=False))
+    now = datetime.now(UTC)
+    try:
+        w = c.db.write
+        com = w(lambda k: communities.create_community(k, name="阳光小区", now=now))
+        ids: list[str] = []
+        for start in range(0, customers, 5000):
+
+            def batch(k: Any, start: int = start) -> list[str]:
+                return [
+                    communities.create_customer(
+                        k, name=f"顾客{i}", community_id=com["id"], now=now
+                    )["id"]
+                    for i in range(start, min(customers, start + 5000))
+                ]
+
+            ids += w(batch)
+        p = w(lambda k: catalog.create_product(k, name="赣南脐橙", category="fruit", now=now))
+        s = w(
+            lambda k: catalog.create_sku(
+                k, product_id=p["id"], spec="5斤装", price_cents=3990, cost_cents=2200, now=now
+            )
+        )
+        w(lambda k: inventory.receive_stock(k, s["id"], stock, now))
+        rules = model.CampaignRules(
+            name="压测拼团",
+            starts_at=now - timedelta(minutes=1),
+            ends_at=now + timedelta(days=1),
+            group_size=GROUP_CAPACITY,
+            group_max=GROUP_CAPACITY,
+            group_ttl=timedelta(hours=12),
+            payment_timeout=timedelta(hours=1),
+            items=(model.ItemRules(s["id"], 2990),),
+        )
+        camp = w(lambda k: groupbuy.create_campaign(k, rules, now, publish=True))
+        n_groups = customers // (GROUP_CAPACITY - 1) + 2
+        leaders, members = ids[:n_groups], ids[n_groups:]
+
+        def open_all(k: Any) -> list[str]:
+            return [
+                groupbuy.open_group(
+                    k,
+                    campaign_id=camp["id"],
+                    customer_id=cid,
+                    sku_id=s["id"],
+                    quantity=1,
+                    now=now,
+                ).group["invite_code"]
+                for cid in leaders
+            ]
+
+        codes = w(open_all)
+    finally:
+        c.close()
+    return Setup(s["id"], camp["id"], codes, members, stock)
+
+
+# -- the two measurements ---------------------------------------------------------------------
+
+
+async def hello(host: str, port: int, seconds: float) -> tuple[float, int]:
+    clients = [Client(host, port) for _ in range(CONNECTIONS)]
+    await asyncio.gather(*(cl.connect() for cl in clients))
+    count = 0
+    errors = 0
+    stop = time.perf_counter() + seconds
+
+    async def loop(cl: Client) -> None:
+        nonlocal count, errors
+        while time.perf_counter() < stop:
+            status, _ = await cl.get("/api/v1/health")
+            if status == 200:
+                count += 1
+            else:
+                errors += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(loop(cl) for cl in clients))
+    elapsed = time.perf_counter() - t0
+    for cl in clients:
+        cl.close()
+    return count / elapsed, errors
+
+
+@dataclass
+class JoinStats:
+    pairs: int = 0
+    elapsed: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    refusals: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    received: int = 0
+
+    def refuse(self, code: str) -> None:
+        self.refusals[code] = self.refusals.get(code, 0) + 1
+
+
+async def joins(
+    host: str, port: int, token: str, setup: Setup, seconds: float, api: Api
+) -> JoinStats:
+    stats = JoinStats(received=setup.stock)
+    queue = list(reversed(setup.customers))
+    codes = setup.group_codes
+    current = [0]  # index of the group being filled (shared: one group fills, then the next)
+    done = asyncio.Event()
+    clients = [Client(host, port, token) for _ in range(CONNECTIONS)]
+    await asyncio.gather(*(cl.connect() for cl in clients))
+    seq = 0
+
+    async def worker(cl: Client) -> None:
+        nonlocal seq
+        while not done.is_set() and queue:
+            customer = queue.pop()
+            g = current[0]
+            seq += 1
+            t = time.perf_counter()
+            status, body = await cl.post(
+                "/api/v1/groups/join",
+                {"customer_id": customer, "invite_code": codes[g], "pay": {}},
+                f"Idempotency-Key: b{seq}\r\n",
+            )
+            stats.latencies.append(time.perf_counter() - t)
+            if status != 201:
+                code = str(orjson.loads(body).get("code")) if body else str(status)
+                stats.refuse(code)
+                if status >= 500:
+                    stats.errors.append(body.decode(errors="replace")[:300])
+                if code == "group_not_joinable":
+                    if current[0] == g:
+                        current[0] = g + 1
+                    queue.append(customer)  # try again in the next group
+                    continue
+                if code in ("out_of_stock", "campaign_not_live", "campaign_cap_reached"):
+                    done.set()
+                    return
+                continue
+            pay_url = orjson.loads(body)["payment"]["pay_url"]
+            status, body = await cl.post(urlsplit(pay_url).path, {"outcome": "success"}, auth=False)
+            if status != 200:
+                stats.refuse(f"pay:{status}")
+                stats.errors.append(body.decode(errors="replace")[:300])
+                continue
+            stats.pairs += 1
+
+    # Calibrate: after a moment, cut the stock so that it runs out about `seconds` in.
+    async def calibrate() -> None:
+        await asyncio.sleep(min(2.0, seconds / 4))
+        rate = stats.pairs / (time.perf_counter() - t0)
+        sku = await asyncio.to_thread(api.get, f"/api/v1/skus/{setup.sku_id}")
+        taken = sku["reserved"] + sku["sold"] + 4 * CONNECTIONS  # and what is in flight
+        want = int(taken + rate * (seconds - (time.perf_counter() - t0)))
+        cut = min(0, want - setup.stock)
+        if cut < 0:
+            await asyncio.to_thread(
+                api.post,
+                f"/api/v1/skus/{setup.sku_id}/stock",
+                {"quantity": cut, "reason": "adjust"},
+                idem=True,
+            )
+            stats.received = setup.stock + cut
+
+    t0 = time.perf_counter()
+    cal = asyncio.create_task(calibrate())
+    await asyncio.gather(*(worker(cl) for cl in clients))
+    stats.elapsed = time.perf_counter() - t0
+    if not cal.done():
+        cal.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await cal
+    for cl in clients:
+        cl.close()
+    return stats
+
+
+def _wait_callbacks(db_path: Path, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.closing(sqlite3.connect(db_path, timeout=30)) as conn:
+            left = int(
+                conn.execute(
+                    "SELECT count(*) FROM sandbox_callbacks WHERE delivered_at IS NULL"
+                ).fetchone()[0]
+            )
+        if left == 0 or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)
+
+
+def run(*, quick: bool = False, workers: int = 1, pyspy: str | None = None) -> dict[str, Any]:
+    seconds = 3.0 if quick else 10.0
+    customers = 4_000 if quick else 20_000
+    tmp = Path(tempfile.mkdtemp(prefix="tuan-bench-http-"))
+    db_path = tmp / "bench.db"
+    db_url = f"sqlite:///{db_path}"
+    try:
+        t = time.perf_counter()
+        tuan("db", "upgrade", db_url=db_url)
+        setup = build_business(db_url, customers, stock=customers)
+        token = operator_token(db_url)
+        console.print(
+            f"[dim]setup: {customers:,} customers, {len(setup.group_codes)} groups of "
+            f"{GROUP_CAPACITY}, in {time.perf_counter() - t:.1f}s[/]"
+        )
+        srv = TuanServer(db_url, workers=workers, migrate_first=False, log_path=tmp / "serve.log")
+        with srv:
+            host, port = "127.0.0.1", srv.port
+            hello_per_s, hello_errors = asyncio.run(_with_uvloop(hello(host, port, seconds)))
+            spy: subprocess.Popen[bytes] | None = None
+            if pyspy:
+                spy = _start_pyspy(srv.pid, pyspy, seconds, workers)
+            with Api(srv.url, token) as api:
+                stats = asyncio.run(_with_uvloop(joins(host, port, token, setup, seconds, api)))
+                if spy is not None:
+                    spy.wait(timeout=120)
+                left = _wait_callbacks(db_path)
+                sku = api.get(f"/api/v1/skus/{setup.sku_id}")
+        lat = sorted(stats.latencies)
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else float("nan")
+        p50 = lat[len(lat) // 2] * 1000 if lat else float("nan")
+        joins_per_s = stats.pairs / stats.elapsed if stats.elapsed else 0.0
+        oversold = max(0, sku["reserved"] + sku["sold"] - stats.received)
+        result = {
+            "joins_per_s": round(joins_per_s, 1),
+            "hello_per_s": round(hello_per_s, 1),
+            "ratio": round(joins_per_s / hello_per_s, 3) if hello_per_s else 0.0,
+            "p99_ms": round(p99, 1),
+            "oversold": oversold,
+        }
+        table = Table(title=f"HTTP join-and-pay · 参团+支付 ({workers} worker(s), SQLite)")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        for k, v in (
+            ("hello/s (GET /api/v1/health, 64 conns)", f"{hello_per_s:,.0f}"),
+            ("hello errors", str(hello_errors)),
+            ("join+pay pairs", f"{stats.pairs:,}"),
+            ("run time", f"{stats.elapsed:.2f}s"),
+            ("joins/s (completed join+pay pairs)", f"{joins_per_s:,.0f}"),
+            ("ratio joins/hello", f"{result['ratio']:.3f}"),
+            ("join latency p50 / p99", f"{p50:.1f} / {p99:.1f} ms"),
+            ("refusals", json.dumps(stats.refusals)),
+            ("5xx / pay errors", str(len(stats.errors))),
+            ("callbacks left undelivered", str(left)),
+            ("stock received", f"{stats.received:,}"),
+            ("reserved + sold", f"{sku['reserved'] + sku['sold']:,}"),
+            ("oversold", str(oversold)),
+        ):
+            table.add_row(k, v)
+        console.print(table)
+        for e in stats.errors[:3]:
+            console.print(f"[red]error[/] {e}")
+        result["errors"] = len(stats.errors)
+        return result
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _start_pyspy(pid: int, out: str, seconds: float, workers: int) -> subprocess.Popen[bytes]:
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    args = [exe, "record", "-o", out, "-d", str(int(seconds) + 2), "-r", "200", "--pid", str(pid)]
+    if workers > 1:
+        args.append("--subprocesses")
+    if out.endswith((".txt", ".folded")):
+        args += ["-f", "raw"]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def _with_uvloop(coro: Any) -> Any:
+    return await coro
+
+
+def _install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.http_join")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "1")))
+    parser.add_argument("--pyspy", help="record a py-spy profile of the join phase here")
+    args = parser.parse_args(argv)
+    _install_uvloop()
+    result = run(quick=args.quick, workers=args.workers, pyspy=args.pyspy)
+    print(
+        json.dumps(
+            {k: result[k] for k in ("joins_per_s", "hello_per_s", "ratio", "p99_ms", "oversold")}
+        )
+    )
+    return 0 if result["oversold"] == 0 and result["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

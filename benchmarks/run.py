@@ -1,0 +1,36 @@
+"""Run every benchmark and print its figures (``python -m benchmarks``, ``make bench``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from rich.console import Console
+
+from benchmarks import expiry_sweep, http_join
+
+console = Console(stderr=True)
+
+
+def main(quick: bool = False) -> int:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    failures = 0
+    console.rule("HTTP join-and-pay · 参团+支付")
+    http = http_join.run(quick=quick)
+    if http["oversold"] or http["errors"]:
+        failures += 1
+    console.rule("expiry sweep · 过期扫描")
+    sweep = expiry_sweep.run(quick=quick)
+    if not sweep["reconcile_ok"] or sweep["left_open"] or sweep["failed"] != sweep["groups"]:
+        failures += 1
+    print(
+        json.dumps(
+            {k: http[k] for k in ("joins_per_s", "hello_per_s", "ratio", "p99_ms", "oversold")}
+        )
+    )
+    print(json.dumps({"expiry_" + k: v for k, v in sweep.items()}))
+    return 1 if failures else 0
