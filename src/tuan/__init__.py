@@ -1,2 +1,3 @@
 """Tuan (团): the group-buying operations platform."""
+
 __version__ = "0.1.0"

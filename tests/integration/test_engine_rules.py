@@ -575,6 +575,25 @@ def test_paused_campaign_refuses_joins_until_resumed(eng: Engine) -> None:
     assert (row["status"], row["ended_reason"]) == ("ended", "manual")
 
 
+def test_campaign_times_in_another_zone(eng: Engine) -> None:
+    """Times given in Beijing time are the same instants: stored in UTC, compared in UTC."""
+    from datetime import timezone
+
+    beijing = timezone(timedelta(hours=8))
+    sku = eng.add_sku()
+    start = T0.astimezone(beijing) + timedelta(hours=1)  # 11:00 in Beijing = 03:00 UTC
+    end = start + timedelta(hours=5)
+    camp = eng.add_campaign(sku, start=start, ends_at=end, group_ttl=timedelta(hours=24))
+    row = campaign_row(eng, camp)
+    assert (row["status"], row["starts_at"], row["ends_at"]) == (
+        "scheduled", T0 + timedelta(hours=1), T0 + timedelta(hours=6)
+    )
+    x = eng.add_customer()
+    eng.refused_call("campaign_not_live", lambda: eng.open(camp, x, sku))
+    eng.advance(hours=1)
+    assert eng.open(camp, x, sku).group["deadline_at"] == T0 + timedelta(hours=6)
+
+
 def test_scheduled_campaign_sells_once_its_start_has_come(eng: Engine) -> None:
     sku = eng.add_sku()
     camp = eng.add_campaign(sku, start=T0 + timedelta(minutes=10))
@@ -615,6 +634,8 @@ def test_started_scheduled_campaign_with_orders_is_not_editable(eng: Engine) -> 
 
 
 def test_started_scheduled_campaign_cannot_go_back_to_draft(eng: Engine) -> None:
+    # Regression: set_campaign_status judged the stored status only, so a campaign already
+    # selling could go back to draft (and update_campaign then failed on a foreign key).
     sku = eng.add_sku()
     camp = eng.add_campaign(sku, start=T0 + timedelta(minutes=10))
     eng.advance(minutes=10)
@@ -627,6 +648,7 @@ def test_started_scheduled_campaign_cannot_go_back_to_draft(eng: Engine) -> None
 
 
 def test_campaign_for_an_unknown_community_is_refused(eng: Engine) -> None:
+    # Regression: unknown community ids used to fail with a foreign-key IntegrityError.
     sku = eng.add_sku()
     rules = eng.rules(sku, community_ids=(eng.community, "com_nope"))
     err = eng.refused("not_found", lambda c: groupbuy.create_campaign(c, rules, eng.now()))
@@ -1021,6 +1043,7 @@ def test_full_after_sales_refund_closes_the_order(eng: Engine) -> None:
 
 
 def test_after_sales_retry_with_the_same_refund_no_is_idempotent(eng: Engine) -> None:
+    # Regression: the lookup used the raw refund_no while the refund was stored stripped.
     _, ids = settled_pair(eng)
     first = eng.after_sales(ids[0], 8970, " r1 ")
     assert eng.order(ids[0])["status"] == "refunded"

@@ -29,8 +29,7 @@ def create_token(
         raise DomainError(VALIDATION, detail=f"role must be one of {', '.join(ROLES)}")
     if role == "customer" and (
         subject_id is None
-        or conn.execute(select(customers.c.id).where(customers.c.id == subject_id)).first()
-        is None
+        or conn.execute(select(customers.c.id).where(customers.c.id == subject_id)).first() is None
     ):
         raise DomainError(NOT_FOUND, kind="customer", id=subject_id or "-")
     if role == "leader" and (

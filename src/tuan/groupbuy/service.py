@@ -34,13 +34,24 @@ from tuan.groupbuy.errors import (
     UNPAID_ORDER_EXISTS,
 )
 from tuan.groupbuy.store import (
+    CUSTOMER,
+    FIRST_ITEM,
+    GROUP_BY_CODE,
+    GROUP_BY_ID,
+    GROUP_PAID,
+    ITEM_BY_SKU,
+    MEMBERSHIP,
+    TAKE_CAP,
+    TAKE_SEAT,
+    TAKE_STOCK,
+    TAKE_UNITS,
     buy_groups,
     campaign_communities,
     campaign_items,
     campaign_usage,
     campaigns,
 )
-from tuan.orders.store import orders
+from tuan.orders.store import INSERT_ORDER, orders
 from tuan.shared import events as ev
 from tuan.shared.errors import NOT_FOUND, DomainError
 from tuan.shared.ids import invite_code, new_id
@@ -327,7 +338,7 @@ def open_group(
         campaign,
         group,
         item,
-        customer,
+        customer["id"],
         quantity,
         now,
         is_leader=True,
@@ -348,57 +359,71 @@ def join_group(
     group_id: str | None = None,
     pickup_point_id: str | None = None,
 ) -> Placement:
-    """One-tap join (一键参团) by invite code or group id."""
+    """One-tap join (一键参团) by invite code or group id. The hot path: prepared statements."""
     if quantity < 1:
         raise DomainError(INVALID_QUANTITY)
     if invite_code is not None:
-        row = conn.execute(
-            select(buy_groups).where(buy_groups.c.invite_code == invite_code.strip().upper())
-        ).first()
+        row = GROUP_BY_CODE(conn, {"code": invite_code.strip().upper()}).first()
         if row is None:
             raise DomainError(NOT_FOUND, kind="invite code", id=invite_code)
     else:
-        row = conn.execute(select(buy_groups).where(buy_groups.c.id == group_id)).first()
+        row = GROUP_BY_ID(conn, {"id": group_id}).first()
         if row is None:
             raise DomainError(NOT_FOUND, kind="group", id=group_id)
-    group = dict(row._mapping)
-    campaign = _campaign(conn, group["campaign_id"])
+    g = row._mapping
+    campaign = {
+        "id": g["campaign_id"],
+        "status": g["c_status"],
+        "starts_at": g["c_starts_at"],
+        "ends_at": g["c_ends_at"],
+        "purchase_limit": g["purchase_limit"],
+        "leader_discount_cents": g["leader_discount_cents"],
+        "payment_timeout_s": g["payment_timeout_s"],
+        "auto_close_at_warning": g["auto_close_at_warning"],
+        "all_communities": g["all_communities"],
+        "max_open_groups": g["max_open_groups"],
+    }
+    group = {k: v for k, v in g.items() if k in _GROUP_KEYS}
     _require_live(campaign, now)
-    customer = _customer(conn, customer_id)
-    community_id = _placement_community(conn, customer, pickup_point_id or group["pickup_point_id"])
+    community = CUSTOMER(conn, {"id": customer_id}).first()
+    if community is None:
+        raise DomainError(NOT_FOUND, kind="customer", id=customer_id)
+    pickup = pickup_point_id or g["pickup_point_id"]
+    if pickup is not None:
+        community_id = _placement_community(conn, {"community_id": None}, pickup)
+    else:
+        community_id = community.community_id
     _require_community(conn, campaign, community_id)
     if sku_id is None:
-        first = conn.execute(
-            select(campaign_items.c.sku_id)
-            .where(campaign_items.c.campaign_id == campaign["id"])
-            .order_by(campaign_items.c.id)
-            .limit(1)
-        ).scalar_one()
-        sku_id = str(first)
-    item = _item(conn, campaign["id"], sku_id)
-    already = conn.execute(
-        select(orders.c.id).where(
-            orders.c.group_id == group["id"],
-            orders.c.customer_id == customer_id,
-            orders.c.status.in_(model.LIVE_ORDER_STATES),
-        )
-    ).first()
-    if already is not None:
-        raise DomainError(ALREADY_IN_GROUP, group_id=group["id"])
-    _check_unpaid(conn, campaign["id"], customer_id)
+        item_row = FIRST_ITEM(conn, {"campaign_id": g["campaign_id"]}).first()
+    else:
+        item_row = ITEM_BY_SKU(conn, {"campaign_id": g["campaign_id"], "sku_id": sku_id}).first()
+    if item_row is None:
+        raise DomainError(ITEM_NOT_IN_CAMPAIGN, sku_id=sku_id, campaign_id=g["campaign_id"])
+    held = MEMBERSHIP(
+        conn,
+        {"group_id": g["id"], "customer_id": customer_id, "campaign_id": g["campaign_id"]},
+    ).one()
+    if held.in_group:
+        raise DomainError(ALREADY_IN_GROUP, group_id=g["id"])
+    if held.unpaid:
+        raise DomainError(UNPAID_ORDER_EXISTS)
     order = _take_place(
         conn,
         campaign,
         group,
-        item,
-        customer,
+        dict(item_row._mapping),
+        customer_id,
         quantity,
         now,
         is_leader=False,
         community_id=community_id,
-        pickup_point_id=pickup_point_id or group["pickup_point_id"],
+        pickup_point_id=pickup,
     )
-    return Placement(group=_group(conn, group["id"]), order=order)
+    return Placement(group=group, order=order)
+
+
+_GROUP_KEYS = frozenset(c.name for c in buy_groups.columns)
 
 
 def _take_place(
@@ -406,7 +431,7 @@ def _take_place(
     campaign: dict[str, Any],
     group: dict[str, Any],
     item: dict[str, Any],
-    customer: dict[str, Any],
+    customer_id: str,
     quantity: int,
     now: datetime,
     *,
@@ -416,16 +441,8 @@ def _take_place(
 ) -> dict[str, Any]:
     gid = group["id"]
     # 1. A seat in the group.
-    if not conn.execute(
-        update(buy_groups)
-        .where(
-            buy_groups.c.id == gid,
-            buy_groups.c.status.in_(model.JOINABLE_GROUP_STATES),
-            buy_groups.c.seats_taken < buy_groups.c.capacity,
-            buy_groups.c.deadline_at > now,
-        )
-        .values(seats_taken=buy_groups.c.seats_taken + 1)
-    ).rowcount:
+    seat = TAKE_SEAT(conn, {"id": gid, "now": now}).first()
+    if seat is None:
         latest = _group(conn, gid)
         if latest["status"] not in model.JOINABLE_GROUP_STATES:
             reason = latest["status"]
@@ -439,40 +456,25 @@ def _take_place(
     limit = campaign["purchase_limit"]
     if limit is not None and quantity > limit:
         raise DomainError(PURCHASE_LIMIT, limit=limit)
-    insert_ignore(
-        conn, campaign_usage, {"campaign_id": campaign["id"], "customer_id": customer["id"]}
-    )
-    usage_where = [
-        campaign_usage.c.campaign_id == campaign["id"],
-        campaign_usage.c.customer_id == customer["id"],
-    ]
-    if limit is not None:
-        usage_where.append(campaign_usage.c.units + quantity <= limit)
-    if not conn.execute(
-        update(campaign_usage).where(*usage_where).values(units=campaign_usage.c.units + quantity)
+    if not TAKE_UNITS(
+        conn,
+        {
+            "campaign_id": campaign["id"],
+            "customer_id": customer_id,
+            "quantity": quantity,
+            "limit": limit,
+        },
     ).rowcount:
         raise DomainError(PURCHASE_LIMIT, limit=limit)
 
     # 3. The campaign's own cap for this SKU.
-    if not conn.execute(
-        update(campaign_items)
-        .where(
-            campaign_items.c.id == item["id"],
-            (campaign_items.c.stock_cap.is_(None))
-            | (campaign_items.c.taken + quantity <= campaign_items.c.stock_cap),
-        )
-        .values(taken=campaign_items.c.taken + quantity)
-    ).rowcount:
+    if not TAKE_CAP(conn, {"id": item["id"], "quantity": quantity}).rowcount:
         raise DomainError(CAMPAIGN_CAP_REACHED, sku_id=item["sku_id"])
 
     # 4. Stock: keep the warning level as a buffer when the campaign closes itself there.
-    sku = conn.execute(select(skus.c.warning_level).where(skus.c.id == item["sku_id"])).scalar_one()
-    floor = int(sku) if campaign["auto_close_at_warning"] else 0
-    if not conn.execute(
-        update(skus)
-        .where(skus.c.id == item["sku_id"], skus.c.on_hand - skus.c.reserved - quantity >= floor)
-        .values(reserved=skus.c.reserved + quantity)
-    ).rowcount:
+    floor = int(item["warning_level"]) if campaign["auto_close_at_warning"] else 0
+    stock = TAKE_STOCK(conn, {"id": item["sku_id"], "quantity": quantity, "floor": floor}).first()
+    if stock is None:
         raise DomainError(OUT_OF_STOCK, sku_id=item["sku_id"], quantity=quantity)
 
     # 5. The order, priced at the group price (tiers are settled when the group closes).
@@ -487,7 +489,7 @@ def _take_place(
         "campaign_item_id": item["id"],
         "sku_id": item["sku_id"],
         "group_id": gid,
-        "customer_id": customer["id"],
+        "customer_id": customer_id,
         "community_id": community_id,
         "pickup_point_id": pickup_point_id,
         "is_leader": is_leader,
@@ -509,7 +511,7 @@ def _take_place(
         "closed_at": None,
     }
     try:
-        conn.execute(insert(orders).values(**order))
+        INSERT_ORDER(conn, order)
     except IntegrityError as exc:  # a concurrent twin got there first (PostgreSQL)
         text = str(exc.orig)
         if "one_unpaid" in text:
@@ -525,13 +527,15 @@ def _take_place(
             {
                 "group_id": gid,
                 "campaign_id": campaign["id"],
-                "customer_id": customer["id"],
+                "customer_id": customer_id,
                 "amount_cents": order["amount_cents"],
             },
         ),
         now,
     )
-    _after_stock_taken(conn, campaign, item["sku_id"], floor, now)
+    if stock.on_hand - stock.reserved <= max(stock.warning_level, floor):
+        _after_stock_taken(conn, campaign, item["sku_id"], floor, now)
+    group["seats_taken"] = seat.seats_taken
     return order
 
 
@@ -629,16 +633,10 @@ def _require_community(conn: Connection, campaign: dict[str, Any], community: st
 
 
 def _item(conn: Connection, campaign_id: str, sku_id: str) -> dict[str, Any]:
-    row = as_dict(
-        conn.execute(
-            select(campaign_items).where(
-                campaign_items.c.campaign_id == campaign_id, campaign_items.c.sku_id == sku_id
-            )
-        ).first()
-    )
+    row = ITEM_BY_SKU(conn, {"campaign_id": campaign_id, "sku_id": sku_id}).first()
     if row is None:
         raise DomainError(ITEM_NOT_IN_CAMPAIGN, sku_id=sku_id, campaign_id=campaign_id)
-    return row
+    return dict(row._mapping)
 
 
 def _group(conn: Connection, group_id: str) -> dict[str, Any]:
@@ -683,25 +681,17 @@ def group_by_code(conn: Connection, code: str) -> dict[str, Any]:
 
 
 def order_paid(conn: Connection, order: dict[str, Any], now: datetime) -> None:
-    """The order's payment succeeded (the payments module has moved it to ``paid``)."""
+    """The order's payment succeeded (the payments module has moved it to ``paid``).
+
+    ``order`` needs ``group_id`` and ``quantity``.
+    """
     gid = order["group_id"]
-    conn.execute(
-        update(buy_groups)
-        .where(buy_groups.c.id == gid)
-        .values(
-            paid_members=buy_groups.c.paid_members + 1,
-            paid_units=buy_groups.c.paid_units + order["quantity"],
-        )
-    )
-    group = _group(conn, gid)
-    if group["status"] == "open" and group["paid_members"] >= group["group_size"]:
-        _form(conn, group, now)
-        group = _group(conn, gid)
-    if (
-        group["status"] == "formed"
-        and group["seats_taken"] == group["capacity"]
-        and group["paid_members"] == group["seats_taken"]
-    ):
+    g = GROUP_PAID(conn, {"id": gid, "quantity": order["quantity"]}).one()
+    status = g.status
+    if status == "open" and g.paid_members >= g.group_size:
+        _form(conn, _group(conn, gid), now)
+        status = "formed"
+    if status == "formed" and g.seats_taken == g.capacity and g.paid_members == g.seats_taken:
         settle_group(conn, gid, now)
 
 

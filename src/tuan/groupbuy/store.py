@@ -120,3 +120,79 @@ buy_groups = Table(
         postgresql_where=text("status IN ('open', 'formed')"),
     ),
 )
+
+
+# -- the join path's statements, built once (see ``shared.db.stmt``) --------------------------
+
+from tuan.shared.db import stmt  # noqa: E402
+
+_GROUP_WITH_CAMPAIGN = """
+SELECT g.id, g.campaign_id, g.leader_customer_id, g.community_id, g.pickup_point_id,
+       g.invite_code, g.status, g.group_size, g.capacity, g.seats_taken, g.paid_members,
+       g.paid_units, g.virtual_members, g.deadline_at, g.opened_at, g.formed_at, g.settled_at,
+       g.failed_at,
+       c.status AS c_status, c.starts_at AS c_starts_at, c.ends_at AS c_ends_at,
+       c.purchase_limit, c.leader_discount_cents, c.payment_timeout_s, c.auto_close_at_warning,
+       c.all_communities, c.max_open_groups
+FROM buy_groups g JOIN campaigns c ON c.id = g.campaign_id
+"""
+_GROUP_COLS = {
+    "col__deadline_at": UTCDateTime(),
+    "col__opened_at": UTCDateTime(),
+    "col__formed_at": UTCDateTime(),
+    "col__settled_at": UTCDateTime(),
+    "col__failed_at": UTCDateTime(),
+    "col__c_starts_at": UTCDateTime(),
+    "col__c_ends_at": UTCDateTime(),
+    "col__auto_close_at_warning": Boolean(),
+    "col__all_communities": Boolean(),
+}
+GROUP_BY_CODE = stmt(_GROUP_WITH_CAMPAIGN + " WHERE g.invite_code = :code", **_GROUP_COLS)
+GROUP_BY_ID = stmt(_GROUP_WITH_CAMPAIGN + " WHERE g.id = :id", **_GROUP_COLS)
+ITEM_BY_SKU = stmt(
+    "SELECT ci.id, ci.sku_id, ci.group_price_cents, s.warning_level"
+    " FROM campaign_items ci JOIN skus s ON s.id = ci.sku_id"
+    " WHERE ci.campaign_id = :campaign_id AND ci.sku_id = :sku_id"
+)
+FIRST_ITEM = stmt(
+    "SELECT ci.id, ci.sku_id, ci.group_price_cents, s.warning_level"
+    " FROM campaign_items ci JOIN skus s ON s.id = ci.sku_id"
+    " WHERE ci.campaign_id = :campaign_id ORDER BY ci.id LIMIT 1"
+)
+# The customer's live orders in the campaign: a seat in this group? an unpaid order?
+MEMBERSHIP = stmt(
+    "SELECT COALESCE(SUM(CASE WHEN group_id = :group_id THEN 1 ELSE 0 END), 0) AS in_group,"
+    " COALESCE(SUM(CASE WHEN status = 'pending_payment' THEN 1 ELSE 0 END), 0) AS unpaid"
+    " FROM orders WHERE customer_id = :customer_id AND campaign_id = :campaign_id"
+    " AND status IN ('pending_payment', 'paid', 'confirmed', 'completed')"
+)
+TAKE_SEAT = stmt(
+    "UPDATE buy_groups SET seats_taken = seats_taken + 1"
+    " WHERE id = :id AND status IN ('open', 'formed') AND seats_taken < capacity"
+    " AND deadline_at > :now RETURNING seats_taken",
+    now=UTCDateTime(),
+)
+# Units per customer: insert the counter or add to it, never past the limit (NULL: no limit).
+TAKE_UNITS = stmt(
+    "INSERT INTO campaign_usage (campaign_id, customer_id, units, open_groups)"
+    " VALUES (:campaign_id, :customer_id, :quantity, 0)"
+    " ON CONFLICT (campaign_id, customer_id) DO UPDATE"
+    " SET units = campaign_usage.units + :quantity"
+    " WHERE CAST(:limit AS INTEGER) IS NULL"
+    " OR campaign_usage.units + :quantity <= CAST(:limit AS INTEGER)"
+)
+TAKE_CAP = stmt(
+    "UPDATE campaign_items SET taken = taken + :quantity"
+    " WHERE id = :id AND (stock_cap IS NULL OR taken + :quantity <= stock_cap)"
+)
+TAKE_STOCK = stmt(
+    "UPDATE skus SET reserved = reserved + :quantity"
+    " WHERE id = :id AND on_hand - reserved - :quantity >= :floor"
+    " RETURNING on_hand, reserved, warning_level"
+)
+CUSTOMER = stmt("SELECT id, community_id FROM customers WHERE id = :id")
+GROUP_PAID = stmt(
+    "UPDATE buy_groups SET paid_members = paid_members + 1, paid_units = paid_units + :quantity"
+    " WHERE id = :id"
+    " RETURNING status, paid_members, group_size, seats_taken, capacity"
+)

@@ -13,12 +13,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 
-from tuan.payments.store import ledger_entries
+from tuan.shared.db import UTCDateTime, stmt
 from tuan.shared.ids import new_id
 
 ACCOUNTS = ("provider_clearing", "customer_orders", "revenue")
+_INSERT = stmt(
+    "INSERT INTO ledger_entries (txn_id, kind, account, amount_cents, order_id, payment_id,"
+    " refund_id, created_at) VALUES (:txn_id, :kind, :account, :amount_cents, :order_id,"
+    " :payment_id, :refund_id, :created_at)",
+    created_at=UTCDateTime(),
+)
 
 
 def post(
@@ -37,8 +43,8 @@ def post(
         if account not in ACCOUNTS:
             raise ValueError(f"unknown ledger account {account!r}")
     txn = new_id("txn")
-    conn.execute(
-        insert(ledger_entries),
+    _INSERT(
+        conn,
         [
             {
                 "txn_id": txn,

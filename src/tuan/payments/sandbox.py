@@ -27,11 +27,18 @@ from sqlalchemy import Connection, insert, select, update
 
 from tuan.payments.errors import BAD_SIGNATURE, CHECKOUT_INVALID, MALFORMED_CALLBACK
 from tuan.payments.provider import CallbackEvent, Checkout
-from tuan.payments.sandbox_store import sandbox_callbacks, sandbox_payments, sandbox_refunds
+from tuan.payments.sandbox_store import (
+    SBX_CALLBACK,
+    SBX_INSERT,
+    SBX_SET_STATUS,
+    SBX_STATUS,
+    sandbox_callbacks,
+    sandbox_payments,
+    sandbox_refunds,
+)
 from tuan.shared.db import Database
 from tuan.shared.errors import DomainError
 from tuan.shared.ids import new_id
-from tuan.shared.sql import as_dict
 
 SIGNATURE_HEADER = "sandbox-signature"
 TOLERANCE_S = 300
@@ -197,27 +204,24 @@ class SandboxProvider:
         now: datetime,
     ) -> dict[str, Any]:
         ref = claims["ref"]
-        current = as_dict(
-            conn.execute(select(sandbox_payments).where(sandbox_payments.c.ref == ref)).first()
-        )
-        if current is not None and current["status"] == "succeeded":
+        current = SBX_STATUS(conn, {"ref": ref}).scalar()
+        if current == "succeeded":
             return {"ref": ref, "status": "succeeded", "already": True}
         status = "succeeded" if outcome == "success" else "declined"
         if current is None:
-            conn.execute(
-                insert(sandbox_payments).values(
-                    ref=ref,
-                    merchant_order_id=claims["order"],
-                    amount_cents=claims["amount"],
-                    status=status,
-                    notify_url=self.public_url + CALLBACK_PATH,
-                    created_at=now,
-                )
+            SBX_INSERT(
+                conn,
+                {
+                    "ref": ref,
+                    "order": claims["order"],
+                    "amount": claims["amount"],
+                    "status": status,
+                    "notify_url": self.public_url + CALLBACK_PATH,
+                    "now": now,
+                },
             )
         else:  # a declined card tried again
-            conn.execute(
-                update(sandbox_payments).where(sandbox_payments.c.ref == ref).values(status=status)
-            )
+            SBX_SET_STATUS(conn, {"ref": ref, "status": status})
         event_id = new_id("evt")
         body = orjson.dumps(
             {
@@ -230,8 +234,8 @@ class SandboxProvider:
                 "created_at": now.isoformat(),
             }
         ).decode()
-        conn.execute(
-            insert(sandbox_callbacks),
+        SBX_CALLBACK(
+            conn,
             [
                 {
                     "id": new_id("sbc"),
@@ -239,9 +243,6 @@ class SandboxProvider:
                     "event_id": event_id,
                     "body": body,
                     "deliver_at": deliver_at + timedelta(milliseconds=50 * i),
-                    "delivered_at": None,
-                    "attempts": 0,
-                    "last_status": None,
                     "duplicate": i > 0,
                 }
                 for i in range(1 + max(0, duplicates))

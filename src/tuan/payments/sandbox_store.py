@@ -42,3 +42,21 @@ sandbox_callbacks = Table(
     Column("duplicate", Boolean, nullable=False, server_default="0"),
     Index("ix_sandbox_callbacks_due", "delivered_at", "deliver_at"),
 )
+
+
+from tuan.shared.db import stmt  # noqa: E402
+
+SBX_STATUS = stmt("SELECT status FROM sandbox_payments WHERE ref = :ref")
+SBX_INSERT = stmt(
+    "INSERT INTO sandbox_payments (ref, merchant_order_id, amount_cents, refunded_cents, status,"
+    " notify_url, created_at) VALUES (:ref, :order, :amount, 0, :status, :notify_url, :now)",
+    now=UTCDateTime(),
+)
+SBX_SET_STATUS = stmt("UPDATE sandbox_payments SET status = :status WHERE ref = :ref")
+SBX_CALLBACK = stmt(
+    "INSERT INTO sandbox_callbacks (id, payment_ref, event_id, body, deliver_at, delivered_at,"
+    " attempts, last_status, duplicate) VALUES (:id, :payment_ref, :event_id, :body,"
+    " :deliver_at, NULL, 0, NULL, :duplicate)",
+    deliver_at=UTCDateTime(),
+    duplicate=Boolean(),
+)

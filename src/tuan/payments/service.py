@@ -29,13 +29,22 @@ from tuan.payments.errors import (
     UNKNOWN_PROVIDER,
 )
 from tuan.payments.provider import CallbackEvent, PaymentProvider
-from tuan.payments.store import payments, provider_events, refunds
+from tuan.payments.store import (
+    INSERT_PAYMENT,
+    OPEN_PAYMENT,
+    ORDER_PAID,
+    PAYMENT_BY_REF,
+    PAYMENT_SUCCEEDED,
+    SEEN_EVENT,
+    payments,
+    refunds,
+)
 from tuan.shared import events as ev
 from tuan.shared.db import Database
 from tuan.shared.errors import NOT_FOUND, DomainError
 from tuan.shared.ids import new_id
 from tuan.shared.outbox import record
-from tuan.shared.sql import as_dict, insert_ignore
+from tuan.shared.sql import as_dict
 
 AFTER_SALES_STATES = ("confirmed", "completed")
 
@@ -62,27 +71,29 @@ def start_payment(
     order_id: str,
     provider: PaymentProvider,
     now: datetime,
+    *,
+    order: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Create (or return the open) payment of a pending order, with the provider's pay link."""
-    order = _order(conn, order_id)
+    """Create (or return the open) payment of a pending order, with the provider's pay link.
+
+    ``order``: the order row when the caller has just created it in this transaction (join
+    and pay in one request), which saves reading it back.
+    """
+    fresh = order is not None
+    if order is None:
+        order = _order(conn, order_id)
     if order["status"] != "pending_payment":
         raise DomainError(ORDER_NOT_PAYABLE, order_id=order_id, status=order["status"])
     if order["payment_deadline_at"] <= now:
         raise DomainError(PAYMENT_DEADLINE_PASSED, order_id=order_id)
-    existing = as_dict(
-        conn.execute(
-            select(payments).where(
-                payments.c.order_id == order_id,
-                payments.c.provider == provider.name,
-                payments.c.status == "pending",
+    if not fresh:
+        existing = OPEN_PAYMENT(conn, {"order_id": order_id, "provider": provider.name}).first()
+        if existing is not None:
+            row = dict(existing._mapping)
+            checkout = provider.checkout(
+                payment_id=row["id"], order_id=order_id, amount_cents=row["amount_cents"]
             )
-        ).first()
-    )
-    if existing is not None:
-        checkout = provider.checkout(
-            payment_id=existing["id"], order_id=order_id, amount_cents=existing["amount_cents"]
-        )
-        return {**existing, "pay_url": checkout.pay_url}
+            return {**row, "pay_url": checkout.pay_url}
     payment_id = new_id("pay")
     checkout = provider.checkout(
         payment_id=payment_id, order_id=order_id, amount_cents=order["amount_cents"]
@@ -100,7 +111,7 @@ def start_payment(
         "created_at": now,
         "succeeded_at": None,
     }
-    conn.execute(insert(payments).values(**row))
+    INSERT_PAYMENT(conn, row)
     return {**row, "pay_url": checkout.pay_url}
 
 
@@ -108,15 +119,10 @@ def handle_callback(
     conn: Connection, provider_name: str, event: CallbackEvent, now: datetime
 ) -> str:
     """Apply one verified provider callback. Returns what happened; replays change nothing."""
-    payment = as_dict(
-        conn.execute(
-            select(payments).where(
-                payments.c.provider == provider_name, payments.c.provider_ref == event.payment_ref
-            )
-        ).first()
-    )
-    if payment is None:
+    found = PAYMENT_BY_REF(conn, {"provider": provider_name, "ref": event.payment_ref}).first()
+    if found is None:
         raise DomainError(UNKNOWN_PAYMENT, ref=event.payment_ref)
+    payment = dict(found._mapping)
     if event.amount_cents != payment["amount_cents"]:
         raise DomainError(
             AMOUNT_MISMATCH,
@@ -124,18 +130,16 @@ def handle_callback(
             reported=event.amount_cents,
             expected=payment["amount_cents"],
         )
-    if not insert_ignore(
+    if not SEEN_EVENT(
         conn,
-        provider_events,
         {
             "provider": provider_name,
             "event_id": event.event_id,
             "payment_ref": event.payment_ref,
             "kind": event.status,
-            "outcome": "applied",
-            "received_at": now,
+            "now": now,
         },
-    ):
+    ).rowcount:
         return "duplicate"
     if event.status == "failed":
         changed = conn.execute(
@@ -146,11 +150,7 @@ def handle_callback(
         return "declined" if changed else "ignored"
     if event.status != "succeeded":
         return "ignored"
-    if not conn.execute(
-        update(payments)
-        .where(payments.c.id == payment["id"], payments.c.status.in_(("pending", "failed")))
-        .values(status="succeeded", succeeded_at=now, failure_reason=None)
-    ).rowcount:
+    if not PAYMENT_SUCCEEDED(conn, {"id": payment["id"], "now": now}).rowcount:
         return "duplicate"
     amount = payment["amount_cents"]
     ledger.post(
@@ -161,12 +161,9 @@ def handle_callback(
         order_id=payment["order_id"],
         payment_id=payment["id"],
     )
-    if conn.execute(
-        update(orders)
-        .where(orders.c.id == payment["order_id"], orders.c.status == "pending_payment")
-        .values(status="paid", paid_cents=amount, paid_at=now)
-    ).rowcount:
-        order = _order(conn, payment["order_id"])
+    paid = ORDER_PAID(conn, {"id": payment["order_id"], "amount": amount, "now": now}).first()
+    if paid is not None:
+        order = {"id": payment["order_id"], **paid._mapping}
         record(
             conn,
             ev.DomainEvent(

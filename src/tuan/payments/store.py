@@ -100,3 +100,64 @@ idempotency_keys = Table(
     Column("response", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+
+# -- hot-path statements, built once (see ``shared.db.stmt``) ---------------------------------
+
+from sqlalchemy import Boolean as _Boolean  # noqa: E402
+
+from tuan.shared.db import stmt  # noqa: E402
+
+_PAYMENT_COLS = (
+    "id, order_id, provider, provider_ref, amount_cents, refunded_cents, status, late,"
+    " failure_reason, created_at, succeeded_at"
+)
+INSERT_PAYMENT = stmt(
+    f"INSERT INTO payments ({_PAYMENT_COLS}) VALUES ("
+    + ", ".join(":" + c.strip() for c in _PAYMENT_COLS.split(","))
+    + ")",
+    late=_Boolean(),
+    created_at=UTCDateTime(),
+    succeeded_at=UTCDateTime(),
+)
+OPEN_PAYMENT = stmt(
+    f"SELECT {_PAYMENT_COLS} FROM payments"
+    " WHERE order_id = :order_id AND provider = :provider AND status = 'pending'",
+    col__late=_Boolean(),
+    col__created_at=UTCDateTime(),
+    col__succeeded_at=UTCDateTime(),
+)
+PAYMENT_BY_REF = stmt(
+    f"SELECT {_PAYMENT_COLS} FROM payments WHERE provider = :provider AND provider_ref = :ref",
+    col__late=_Boolean(),
+    col__created_at=UTCDateTime(),
+    col__succeeded_at=UTCDateTime(),
+)
+SEEN_EVENT = stmt(
+    "INSERT INTO provider_events (provider, event_id, payment_ref, kind, outcome, received_at)"
+    " VALUES (:provider, :event_id, :payment_ref, :kind, 'applied', :now)"
+    " ON CONFLICT (provider, event_id) DO NOTHING",
+    now=UTCDateTime(),
+)
+PAYMENT_SUCCEEDED = stmt(
+    "UPDATE payments SET status = 'succeeded', succeeded_at = :now, failure_reason = NULL"
+    " WHERE id = :id AND status IN ('pending', 'failed')",
+    now=UTCDateTime(),
+)
+ORDER_PAID = stmt(
+    "UPDATE orders SET status = 'paid', paid_cents = :amount, paid_at = :now"
+    " WHERE id = :id AND status = 'pending_payment'"
+    " RETURNING group_id, customer_id, quantity",
+    now=UTCDateTime(),
+)
+IDEMPOTENCY_GET = stmt(
+    "SELECT request_hash, status_code, response FROM idempotency_keys"
+    " WHERE scope = :scope AND key = :key",
+    col__response=JSON(),
+)
+IDEMPOTENCY_PUT = stmt(
+    "INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response, created_at)"
+    " VALUES (:scope, :key, :request_hash, :status_code, :response, :created_at)",
+    response=JSON(),
+    created_at=UTCDateTime(),
+)

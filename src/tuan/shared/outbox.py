@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, Connection, Index, Integer, String, Table, insert
+from sqlalchemy import JSON, Column, Connection, Index, Integer, String, Table
 
-from tuan.shared.db import UTCDateTime, metadata
+from tuan.shared.db import UTCDateTime, metadata, stmt
 from tuan.shared.events import DomainEvent
 
 outbox = Table(
@@ -22,9 +22,21 @@ outbox = Table(
 )
 
 
+_INSERT = stmt(
+    "INSERT INTO outbox (type, aggregate_id, payload, created_at) "
+    "VALUES (:type, :aggregate_id, :payload, :created_at)",
+    payload=JSON(),
+    created_at=UTCDateTime(),
+)
+
+
 def record(conn: Connection, event: DomainEvent, now: datetime) -> None:
-    conn.execute(
-        insert(outbox).values(
-            type=event.type, aggregate_id=event.aggregate_id, payload=event.payload, created_at=now
-        )
+    _INSERT(
+        conn,
+        {
+            "type": event.type,
+            "aggregate_id": event.aggregate_id,
+            "payload": event.payload,
+            "created_at": now,
+        },
     )

@@ -237,7 +237,7 @@ def bench(
     root = _migrations_dir()
     sys.path.insert(0, str(root))
     try:
-        from benchmarks.run import main as run_benchmarks  # type: ignore[import-not-found]
+        from benchmarks.run import main as run_benchmarks
     except ImportError as exc:
         err.print(f"[red]benchmarks not found[/] ({exc}); run from a source checkout")
         raise typer.Exit(2) from None

@@ -135,7 +135,9 @@ def _placement(
     out: dict[str, Any] = {"group": _group_out(placement.group), "order": placement.order}
     if pay is not None:
         provider = payments._provider(c.providers, pay.provider)
-        out["payment"] = payments.start_payment(conn, placement.order["id"], provider, c.clock())
+        out["payment"] = payments.start_payment(
+            conn, placement.order["id"], provider, c.clock(), order=placement.order
+        )
     return PlacementOut.model_validate(out).model_dump(mode="json")
 
 

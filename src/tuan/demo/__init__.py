@@ -1,0 +1,1 @@
+"""The demo business (``tuan demo``): see :mod:`tuan.demo.simulate` and :mod:`tuan.demo.data`."""
