@@ -13,6 +13,7 @@ import httpx
 
 from tuan.bootstrap import Container
 from tuan.groupbuy import service as groupbuy
+from tuan.groupbuy import sweep
 from tuan.notifications import service as notifications
 from tuan.payments import service as payments
 
@@ -28,14 +29,8 @@ def expire_orders(c: Container, batch: int) -> int:
 
 
 def expire_groups(c: Container, batch: int) -> int:
-    # Groups are heavier (refunds, settlement): smaller transactions keep the writer responsive.
-    total = 0
-    for _ in range(max(1, batch // 50)):
-        done = c.db.write(lambda conn: groupbuy.expire_due_groups(conn, c.clock(), 50))
-        total += done
-        if done < 50:
-            break
-    return total
+    """Close overdue groups set-based (see ``groupbuy.sweep``), a batch per transaction."""
+    return c.db.write(lambda conn: sweep.expire_due_groups_bulk(conn, c.clock(), batch))
 
 
 def payment_reminders(c: Container, batch: int) -> int:
