@@ -92,9 +92,11 @@ class Engine:
     """A container on a fresh SQLite file with a FrozenClock, plus builders and shortcuts."""
 
     def __init__(self, db_path: Path | str, start: datetime = T0) -> None:
+        """``db_path``: a SQLite file, or a database URL (e.g. a fresh PostgreSQL database)."""
         self.clock = FrozenClock(start)
+        url = str(db_path)
         settings = Settings(
-            database_url=f"sqlite:///{db_path}",
+            database_url=url if "://" in url else f"sqlite:///{db_path}",
             sandbox_secret=SECRET,  # type: ignore[arg-type]
             public_url=PUBLIC_URL,
         )

@@ -7,6 +7,7 @@ also asserts that the refused command left every table exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import T0, Engine, campaign_row, token_of
+from tests.pg import fresh_database
 from tuan.entrypoints.jobs import scheduler
 from tuan.groupbuy import service as groupbuy
 from tuan.orders.store import orders
@@ -25,9 +27,19 @@ from tuan.payments.store import ledger_entries, refunds
 from tuan.shared.money import split_pro_rata
 
 
-@pytest.fixture
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def eng(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
-    e = Engine(tmp_path / "engine.db")
+    """Every rule on SQLite and on a fresh database of the real PostgreSQL server."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgres":
+            target: Path | str = stack.enter_context(fresh_database("rules"))
+        else:
+            target = tmp_path / "engine.db"
+        yield from _engine(target, request)
+
+
+def _engine(target: Path | str, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    e = Engine(target)
     try:
         yield e
         # After every test: every invariant holds (xfail tests check it themselves).
