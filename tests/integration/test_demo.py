@@ -30,7 +30,7 @@ from tuan.shared.clock import FrozenClock, utcnow
 pytestmark = pytest.mark.slow
 
 SCALE = 0.1
-PINNED_END = datetime(2026, 3, 4, 3, 21, 9, tzinfo=UTC)  # a Wednesday, 11:21 in Shanghai
+PINNED_END = datetime(2026, 8, 1, 13, 5, 0, tzinfo=UTC)  # a Saturday, 21:05 in Shanghai
 
 
 @dataclass

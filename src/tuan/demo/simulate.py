@@ -26,10 +26,6 @@ may be refused runs in its own savepoint so that a refusal undoes only itself. T
 sized to the services' cost (~50 statements per order): the default builds ~1,900 orders in
 about 20 s on two cores.
 
-After-sales refunds are always partial: a full refund of a settled order moves it to
-``refunded`` while it keeps its units in ``campaign_items.taken``, which ``tuan reconcile``'s
-``campaign_cap_respected`` check then reports.
-
 The database must be empty (a freshly created schema): ``tuan demo`` drops and re-creates it.
 """
 
@@ -52,8 +48,10 @@ from sqlalchemy import Connection, func, select
 
 from tuan.bootstrap import Container, build
 from tuan.catalog import service as catalog
+from tuan.catalog.store import products
 from tuan.catalog.store import skus as skus_table
 from tuan.communities import service as communities_service
+from tuan.communities.store import communities, leaders, pickup_points
 from tuan.communities.store import customers as customers_table
 from tuan.demo import data
 from tuan.entrypoints.jobs.scheduler import run_once
@@ -1219,15 +1217,17 @@ class _Simulation:
             sku = self.skus[self.orders[order_index].sku]
             if rng.random() >= data.AFTER_SALES_RATE[sku.category] or final < 1:
                 continue
-            # Pro rata for the spoiled pieces; a single piece gets a partial compensation.
-            # Always less than the whole order (see the module notes on full refunds).
+            # Pro rata for the spoiled pieces of a box; a single piece (a dead fish) is either
+            # refunded in full or compensated in part.
             pieces = sku.spec.portions * quantity
             if pieces > 1:
                 bad = min(pieces - 1, 1 + int(rng.expovariate(1.0) * pieces * 0.12))
                 amount = final * bad // pieces
+            elif rng.random() < 0.5:
+                amount = final
             else:
                 amount = _round10(final * rng.uniform(0.2, 0.6))
-            if not 1 <= amount < final:
+            if not 1 <= amount <= final:
                 continue
             reason = rng.choice(data.AFTER_SALES_REASONS[sku.category])
             savepoint = conn.begin_nested()
@@ -1333,9 +1333,6 @@ class _Simulation:
         run_once(self.c, self.tasks)
 
     def _summary(self, started_at: datetime, elapsed: float) -> DemoSummary:
-        from tuan.catalog.store import products
-        from tuan.communities.store import communities, customers, leaders, pickup_points
-
         def count(conn: Connection, table: Any, *where: Any) -> int:
             return int(
                 conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
@@ -1360,7 +1357,7 @@ class _Simulation:
                 communities=count(conn, communities),
                 leaders=count(conn, leaders),
                 pickup_points=count(conn, pickup_points),
-                customers=count(conn, customers),
+                customers=count(conn, customers_table),
                 products=count(conn, products),
                 skus=count(conn, skus_table),
                 campaigns=count(conn, campaigns),
