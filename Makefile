@@ -146,7 +146,7 @@ demo: venv
 	$(VENV)/bin/tuan db upgrade
 	$(VENV)/bin/tuan demo --seed $(SEED)
 	$(VENV)/bin/tuan reconcile
-	exec $(VENV)/bin/tuan serve --host $(HOST) --port $(PORT)
+	HOST=$(HOST) PORT=$(PORT) scripts/demo-serve.sh
 
 bench: venv
 	$(VENV)/bin/python -m benchmarks $(BENCH_ARGS)
