@@ -401,7 +401,8 @@ def run(*, quick: bool = False, workers: int = 1, pyspy: str | None = None) -> d
 
 def _start_pyspy(pid: int, out: str, seconds: float, workers: int) -> subprocess.Popen[bytes]:
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    args = [exe, "record", "-o", out, "-d", str(int(seconds) + 2), "-r", "200", "--pid", str(pid)]
+    args = [exe, "record", "-o", out, "-d", str(int(seconds) + 2), "-r", "200", "--gil"]
+    args += ["--pid", str(pid)]  # --gil: CPU held in Python; a blocked read is not work
     if workers > 1:
         args.append("--subprocesses")
     if out.endswith((".txt", ".folded")):

@@ -224,6 +224,22 @@ def state(eng: Engine) -> dict[str, Any]:
     return eng.read(canonical)
 
 
+def stored_times(conn: Connection) -> dict[str, list[Any]]:
+    """The times the sweep writes, as stored (SQLite text, not cut to seconds like canonical):
+    written outside SQLAlchemy they must still be in its format, or comparisons with ``now``
+    (``deadline_at <= now``) go wrong as text."""
+    queries = {
+        "orders": "SELECT closed_at FROM orders",
+        "groups": "SELECT formed_at, settled_at, failed_at FROM buy_groups",
+        "refunds": "SELECT created_at FROM refunds",
+        "outbox": "SELECT created_at FROM outbox",
+    }
+    return {
+        key: sorted((tuple(r) for r in conn.exec_driver_sql(sql)), key=repr)
+        for key, sql in queries.items()
+    }
+
+
 def sweep_all(eng: Engine, fn: Callable[[Connection, Any, int], int], limit: int) -> int:
     total = 0
     while True:
@@ -275,6 +291,7 @@ def test_bulk_sweep_equals_per_group_sweep(
     after_old, after_new = state(old), state(new)
     for key in after_old:
         assert after_old[key] == after_new[key], key
+    assert old.read(stored_times) == new.read(stored_times)
     new.assert_reconciled()
     old.assert_reconciled()
     # The scenario covers what it claims to.
