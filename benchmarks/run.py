@@ -29,7 +29,10 @@ def main(quick: bool = False) -> int:
         failures += 1
     print(
         json.dumps(
-            {k: http[k] for k in ("joins_per_s", "hello_per_s", "ratio", "p99_ms", "oversold")}
+            {
+                k: http[k]
+                for k in ("joins_per_s", "hello_per_s", "ratio", "p99_ms", "oversold", "paid_per_s")
+            }
         )
     )
     print(json.dumps({"expiry_" + k: v for k, v in sweep.items()}))
