@@ -29,6 +29,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import (
     Connection,
     DateTime,
@@ -389,10 +390,8 @@ def _kind(type_: Any) -> str:
 
 
 def _dump_json(value: Any, sqlite: bool) -> Any:
-    import json
-
-    if sqlite:
-        return json.dumps(value)
+    if sqlite:  # orjson: ~10x the stdlib's speed; SQLAlchemy's JSON type reads it back the same
+        return orjson.dumps(value).decode()
     from psycopg.types.json import Json
 
     return Json(value)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import Connection, select
 
 from tuan.entrypoints.api.deps import (
     ContainerDep,
     IdempotencyDep,
+    MoneyCallDep,
     Principal,
     PrincipalDep,
     json_response,
@@ -138,7 +140,21 @@ def _placement(
         out["payment"] = payments.start_payment(
             conn, placement.order["id"], provider, c.clock(), order=placement.order
         )
-    return PlacementOut.model_validate(out).model_dump(mode="json")
+    # The stored, replayable answer: the documented fields only, in JSON form (orjson writes
+    # UTC times with "Z" exactly as the response models do) — cheaper than a model round trip.
+    shaped = {
+        "group": {**{k: out["group"].get(k) for k in _GROUP_FIELDS}, "members": []},
+        "order": {k: out["order"][k] for k in _ORDER_FIELDS},
+        "payment": None
+        if "payment" not in out
+        else {k: out["payment"].get(k) for k in _PAYMENT_FIELDS},
+    }
+    return orjson.loads(orjson.dumps(shaped, option=orjson.OPT_UTC_Z))  # type: ignore[no-any-return]
+
+
+_GROUP_FIELDS = tuple(f for f in GroupOut.model_fields if f != "members")
+_ORDER_FIELDS = tuple(OrderOut.model_fields)
+_PAYMENT_FIELDS = tuple(PaymentOut.model_fields)
 
 
 def _group_out(group: dict[str, Any]) -> dict[str, Any]:
@@ -151,14 +167,9 @@ def _group_out(group: dict[str, Any]) -> dict[str, Any]:
     response_model=PlacementOut,
     tags=["groups"],
 )
-async def open_group(
-    campaign_id: str,
-    body: OpenGroupIn,
-    c: ContainerDep,
-    who: PrincipalDep,
-    idem: IdempotencyDep,
-) -> Any:
+async def open_group(campaign_id: str, body: OpenGroupIn, call: MoneyCallDep) -> Any:
     """Open a group (开团): the caller becomes its leader and holds the first place."""
+    c, who, idem = call.container, call.who, call.idem
     customer_id = who.customer_for(body.customer_id)
 
     def run(conn: Connection) -> tuple[int, Any]:
@@ -231,20 +242,20 @@ async def _join(
 @router.post(
     "/groups/{group_id}/join", status_code=201, response_model=PlacementOut, tags=["groups"]
 )
-async def join_group(
-    group_id: str, body: JoinIn, c: ContainerDep, who: PrincipalDep, idem: IdempotencyDep
-) -> Any:
+async def join_group(group_id: str, body: JoinIn, call: MoneyCallDep) -> Any:
     """Join a group (参团): reserves stock and a seat, creates an order awaiting payment."""
-    return await _join(c, who, idem, body, group_id=group_id, invite_code=None)
+    return await _join(
+        call.container, call.who, call.idem, body, group_id=group_id, invite_code=None
+    )
 
 
 @router.post("/groups/join", status_code=201, response_model=PlacementOut, tags=["groups"])
-async def join_by_code(
-    body: JoinByCodeIn, c: ContainerDep, who: PrincipalDep, idem: IdempotencyDep
-) -> Any:
+async def join_by_code(body: JoinByCodeIn, call: MoneyCallDep) -> Any:
     """One-tap join (一键参团) with the invite code from a share link."""
     join = JoinIn.model_validate(body.model_dump(exclude={"invite_code"}))
-    return await _join(c, who, idem, join, group_id=None, invite_code=body.invite_code)
+    return await _join(
+        call.container, call.who, call.idem, join, group_id=None, invite_code=body.invite_code
+    )
 
 
 @router.get("/groups/{group_id}", response_model=GroupOut, tags=["groups"])
