@@ -80,23 +80,6 @@ orders = Table(
 )
 
 
-from tuan.shared.db import stmt  # noqa: E402
+from tuan.shared.db import insert_row  # noqa: E402
 
-_ORDER_COLUMNS = (
-    "id, campaign_id, campaign_item_id, sku_id, group_id, customer_id, community_id,"
-    " pickup_point_id, is_leader, quantity, unit_price_cents, discount_cents, amount_cents,"
-    " final_amount_cents, paid_cents, refunded_cents, status, stock_state, payment_deadline_at,"
-    " reminder_sent, cancel_reason, created_at, paid_at, confirmed_at, closed_at"
-)
-INSERT_ORDER = stmt(
-    f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ("
-    + ", ".join(":" + c.strip() for c in _ORDER_COLUMNS.split(","))
-    + ")",
-    is_leader=Boolean(),
-    reminder_sent=Boolean(),
-    payment_deadline_at=UTCDateTime(),
-    created_at=UTCDateTime(),
-    paid_at=UTCDateTime(),
-    confirmed_at=UTCDateTime(),
-    closed_at=UTCDateTime(),
-)
+INSERT_ORDER = insert_row(orders)

@@ -106,20 +106,13 @@ idempotency_keys = Table(
 
 from sqlalchemy import Boolean as _Boolean  # noqa: E402
 
-from tuan.shared.db import stmt  # noqa: E402
+from tuan.shared.db import insert_row, stmt  # noqa: E402
 
 _PAYMENT_COLS = (
     "id, order_id, provider, provider_ref, amount_cents, refunded_cents, status, late,"
     " failure_reason, created_at, succeeded_at"
 )
-INSERT_PAYMENT = stmt(
-    f"INSERT INTO payments ({_PAYMENT_COLS}) VALUES ("
-    + ", ".join(":" + c.strip() for c in _PAYMENT_COLS.split(","))
-    + ")",
-    late=_Boolean(),
-    created_at=UTCDateTime(),
-    succeeded_at=UTCDateTime(),
-)
+INSERT_PAYMENT = insert_row(payments)
 OPEN_PAYMENT = stmt(
     f"SELECT {_PAYMENT_COLS} FROM payments"
     " WHERE order_id = :order_id AND provider = :provider AND status = 'pending'",

@@ -416,3 +416,19 @@ def _load(value: Any, kind: str, sqlite: bool) -> Any:
 def stmt(sql: str, **types: Any) -> Prepared:
     """A hot-path statement (see :class:`Prepared`)."""
     return Prepared(sql, **types)
+
+
+def insert_row(table: Any) -> Prepared:
+    """INSERT of a whole row of ``table``, its columns and their conversions taken from the
+    table itself, so that the statement cannot drift from the schema."""
+    from sqlalchemy import JSON, Boolean
+
+    names = [c.name for c in table.columns]
+    types = {
+        c.name: c.type for c in table.columns if isinstance(c.type, UTCDateTime | JSON | Boolean)
+    }
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)})"
+        f" VALUES ({', '.join(':' + n for n in names)})"
+    )
+    return Prepared(sql, **types)
