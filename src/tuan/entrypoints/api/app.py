@@ -53,7 +53,10 @@ def create_app(container: Container | None = None, *, scheduler: bool | None = N
     if container is not None:
         app.state.container = container
     problems.install(app)
+    # Routes are matched in order: the health check, then the traffic, then the rest.
+    app.include_router(system.health_router)
+    app.include_router(groupbuy.money)
     app.include_router(system.router)
-    app.include_router(catalog.router)
     app.include_router(groupbuy.router)
+    app.include_router(catalog.router)
     return app

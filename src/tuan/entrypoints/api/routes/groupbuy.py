@@ -41,6 +41,9 @@ from tuan.payments import service as payments
 from tuan.shared.errors import FORBIDDEN, DomainError
 
 router = APIRouter(prefix="/api/v1")
+# Groups, joins, orders, payments and refunds: the routes that carry the traffic. The app
+# includes this router first, because Starlette matches routes one by one in order.
+money = APIRouter(prefix="/api/v1")
 
 
 def _rules(body: CampaignIn) -> model.CampaignRules:
@@ -161,7 +164,7 @@ def _group_out(group: dict[str, Any]) -> dict[str, Any]:
     return {**group, "share_path": f"/t/{group['invite_code']}"}
 
 
-@router.post(
+@money.post(
     "/campaigns/{campaign_id}/groups",
     status_code=201,
     response_model=PlacementOut,
@@ -239,7 +242,7 @@ async def _join(
     return json_response(result, status)
 
 
-@router.post(
+@money.post(
     "/groups/{group_id}/join", status_code=201, response_model=PlacementOut, tags=["groups"]
 )
 async def join_group(group_id: str, body: JoinIn, call: MoneyCallDep) -> Any:
@@ -249,7 +252,7 @@ async def join_group(group_id: str, body: JoinIn, call: MoneyCallDep) -> Any:
     )
 
 
-@router.post("/groups/join", status_code=201, response_model=PlacementOut, tags=["groups"])
+@money.post("/groups/join", status_code=201, response_model=PlacementOut, tags=["groups"])
 async def join_by_code(body: JoinByCodeIn, call: MoneyCallDep) -> Any:
     """One-tap join (一键参团) with the invite code from a share link."""
     join = JoinIn.model_validate(body.model_dump(exclude={"invite_code"}))
@@ -258,7 +261,7 @@ async def join_by_code(body: JoinByCodeIn, call: MoneyCallDep) -> Any:
     )
 
 
-@router.get("/groups/{group_id}", response_model=GroupOut, tags=["groups"])
+@money.get("/groups/{group_id}", response_model=GroupOut, tags=["groups"])
 def get_group(group_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
     with c.db.read() as conn:
         group = groupbuy.get_group(conn, group_id)
@@ -266,7 +269,7 @@ def get_group(group_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
     return _group_out(group)
 
 
-@router.get("/groups/by-code/{invite_code}", response_model=GroupOut, tags=["groups"])
+@money.get("/groups/by-code/{invite_code}", response_model=GroupOut, tags=["groups"])
 def get_group_by_code(invite_code: str, c: ContainerDep, who: PrincipalDep) -> Any:
     """What a customer sees from a share link before joining."""
     with c.db.read() as conn:
@@ -288,7 +291,7 @@ def _own_order(who: Principal, order: dict[str, Any]) -> None:
         raise DomainError(FORBIDDEN, role=who.role, action="see another community's orders")
 
 
-@router.get("/orders/{order_id}", response_model=OrderOut, tags=["orders"])
+@money.get("/orders/{order_id}", response_model=OrderOut, tags=["orders"])
 def get_order(order_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
     with c.db.read() as conn:
         order = orders_service.get_order(conn, order_id)
@@ -296,7 +299,7 @@ def get_order(order_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
     return order
 
 
-@router.post("/orders/{order_id}/cancel", response_model=OrderOut, tags=["orders"])
+@money.post("/orders/{order_id}/cancel", response_model=OrderOut, tags=["orders"])
 async def cancel_order(order_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
     """Cancel an order still awaiting payment (releases its seat and stock)."""
 
@@ -308,7 +311,7 @@ async def cancel_order(order_id: str, c: ContainerDep, who: PrincipalDep) -> Any
     return await c.db.write_async(run)
 
 
-@router.post(
+@money.post(
     "/orders/{order_id}/payments", status_code=201, response_model=PaymentOut, tags=["payments"]
 )
 async def start_payment(
@@ -334,7 +337,7 @@ async def start_payment(
     return json_response(result, status)
 
 
-@router.post("/payments/callbacks/{provider}", tags=["payments"])
+@money.post("/payments/callbacks/{provider}", tags=["payments"])
 async def provider_callback(provider: str, request: Request, c: ContainerDep) -> Any:
     """Asynchronous, signed payment callbacks from a provider. No bearer token: the signature."""
     chosen = payments._provider(c.providers, provider)
@@ -346,7 +349,7 @@ async def provider_callback(provider: str, request: Request, c: ContainerDep) ->
     return {"received": True, "outcome": outcome}
 
 
-@router.get("/payments/{payment_id}", response_model=PaymentOut, tags=["payments"])
+@money.get("/payments/{payment_id}", response_model=PaymentOut, tags=["payments"])
 def get_payment(payment_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
     with c.db.read() as conn:
         payment = payments.get_payment(conn, payment_id)
@@ -354,7 +357,7 @@ def get_payment(payment_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
     return payment
 
 
-@router.post(
+@money.post(
     "/orders/{order_id}/refunds", status_code=201, response_model=RefundOut, tags=["refunds"]
 )
 async def refund_order(
@@ -386,7 +389,7 @@ async def refund_order(
     return json_response(result, status)
 
 
-@router.get("/orders/{order_id}/refunds", response_model=list[RefundOut], tags=["refunds"])
+@money.get("/orders/{order_id}/refunds", response_model=list[RefundOut], tags=["refunds"])
 def list_refunds(order_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
     with c.db.read() as conn:
         _own_order(who, orders_service.get_order(conn, order_id))

@@ -13,9 +13,10 @@ from tuan.entrypoints.api.schemas.groupbuy import SandboxPayIn
 from tuan.reconcile import run_checks
 
 router = APIRouter()
+health_router = APIRouter()
 
 
-@router.get("/api/v1/health", tags=["system"])
+@health_router.get("/api/v1/health", tags=["system"])
 async def health() -> Any:
     """Liveness: answers without touching the database (the benchmark's trivial endpoint)."""
     return {"status": "ok"}
