@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from tuan import __version__
 from tuan.bootstrap import Container, build
 from tuan.entrypoints.api import problems
-from tuan.entrypoints.api.routes import catalog, groupbuy, system
+from tuan.entrypoints.api.routes import catalog, groupbuy, notifications, system
 from tuan.entrypoints.jobs.scheduler import Scheduler
 
 
@@ -59,4 +59,5 @@ def create_app(container: Container | None = None, *, scheduler: bool | None = N
     app.include_router(system.router)
     app.include_router(groupbuy.router)
     app.include_router(catalog.router)
+    app.include_router(notifications.router)
     return app
