@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -188,6 +189,27 @@ def run_idempotent(
     except IntegrityError as exc:  # a concurrent twin stored first: run again and replay it
         raise RetryTransaction from exc
     return status_code, result
+
+
+async def idempotent_write(
+    c: Container,
+    idem: Idempotency,
+    payload: Any,
+    status_code: int,
+    fn: Callable[[Connection], Any],
+    *,
+    check: Callable[[Connection], None] | None = None,
+) -> Response:
+    """Run ``fn`` once per Idempotency-Key: in one write transaction with its stored answer,
+    which a repeat of the same request gets back. ``check`` runs first, every time."""
+
+    def run(conn: Connection) -> tuple[int, Any]:
+        if check is not None:
+            check(conn)
+        return run_idempotent(conn, idem, payload, status_code, fn, c.clock())
+
+    code, result = await c.db.write_async(run)
+    return json_response(result, code)
 
 
 def json_response(result: Any, status_code: int) -> Response:

@@ -14,8 +14,7 @@ from tuan.entrypoints.api.deps import (
     ContainerDep,
     IdempotencyDep,
     PrincipalDep,
-    json_response,
-    run_idempotent,
+    idempotent_write,
 )
 from tuan.entrypoints.api.schemas.catalog import (
     CommunityIn,
@@ -129,22 +128,17 @@ async def receive_stock(
     """Receive, adjust or write off on-hand stock (never below what orders have reserved)."""
     who.require("operator", action="change stock")
 
-    def run(conn: Connection) -> tuple[int, Any]:
-        return run_idempotent(
-            conn,
-            idem,
-            {"sku": sku_id, **body.model_dump(mode="json")},
-            200,
-            lambda k: SkuOut.model_validate(
-                inventory.receive_stock(
-                    k, sku_id, body.quantity, c.clock(), reason=body.reason, note=body.note
-                )
-            ).model_dump(mode="json"),
-            c.clock(),
-        )
-
-    status, result = await c.db.write_async(run)
-    return json_response(result, status)
+    return await idempotent_write(
+        c,
+        idem,
+        {"sku": sku_id, **body.model_dump(mode="json")},
+        200,
+        lambda k: SkuOut.model_validate(
+            inventory.receive_stock(
+                k, sku_id, body.quantity, c.clock(), reason=body.reason, note=body.note
+            )
+        ).model_dump(mode="json"),
+    )
 
 
 @router.put("/skus/{sku_id}/warning-level", response_model=SkuOut, tags=["stock"])

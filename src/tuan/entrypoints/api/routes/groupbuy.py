@@ -15,8 +15,7 @@ from tuan.entrypoints.api.deps import (
     MoneyCallDep,
     Principal,
     PrincipalDep,
-    json_response,
-    run_idempotent,
+    idempotent_write,
 )
 from tuan.entrypoints.api.schemas.groupbuy import (
     CampaignIn,
@@ -175,31 +174,26 @@ async def open_group(campaign_id: str, body: OpenGroupIn, call: MoneyCallDep) ->
     c, who, idem = call.container, call.who, call.idem
     customer_id = who.customer_for(body.customer_id)
 
-    def run(conn: Connection) -> tuple[int, Any]:
-        return run_idempotent(
-            conn,
-            idem,
-            {"campaign": campaign_id, **body.model_dump(mode="json")},
-            201,
-            lambda k: _placement(
+    return await idempotent_write(
+        c,
+        idem,
+        {"campaign": campaign_id, **body.model_dump(mode="json")},
+        201,
+        lambda k: _placement(
+            k,
+            c,
+            groupbuy.open_group(
                 k,
-                c,
-                groupbuy.open_group(
-                    k,
-                    campaign_id=campaign_id,
-                    customer_id=customer_id,
-                    sku_id=body.sku_id,
-                    quantity=body.quantity,
-                    now=c.clock(),
-                    pickup_point_id=body.pickup_point_id,
-                ),
-                body.pay,
+                campaign_id=campaign_id,
+                customer_id=customer_id,
+                sku_id=body.sku_id,
+                quantity=body.quantity,
+                now=c.clock(),
+                pickup_point_id=body.pickup_point_id,
             ),
-            c.clock(),
-        )
-
-    status, result = await c.db.write_async(run)
-    return json_response(result, status)
+            body.pay,
+        ),
+    )
 
 
 async def _join(
@@ -214,32 +208,27 @@ async def _join(
     customer_id = who.customer_for(body.customer_id)
     payload = {"group": group_id, "code": invite_code, **body.model_dump(mode="json")}
 
-    def run(conn: Connection) -> tuple[int, Any]:
-        return run_idempotent(
-            conn,
-            idem,
-            payload,
-            201,
-            lambda k: _placement(
+    return await idempotent_write(
+        c,
+        idem,
+        payload,
+        201,
+        lambda k: _placement(
+            k,
+            c,
+            groupbuy.join_group(
                 k,
-                c,
-                groupbuy.join_group(
-                    k,
-                    customer_id=customer_id,
-                    sku_id=body.sku_id,
-                    quantity=body.quantity,
-                    now=c.clock(),
-                    invite_code=invite_code,
-                    group_id=group_id,
-                    pickup_point_id=body.pickup_point_id,
-                ),
-                body.pay,
+                customer_id=customer_id,
+                sku_id=body.sku_id,
+                quantity=body.quantity,
+                now=c.clock(),
+                invite_code=invite_code,
+                group_id=group_id,
+                pickup_point_id=body.pickup_point_id,
             ),
-            c.clock(),
-        )
-
-    status, result = await c.db.write_async(run)
-    return json_response(result, status)
+            body.pay,
+        ),
+    )
 
 
 @money.post(
@@ -319,22 +308,16 @@ async def start_payment(
 ) -> Any:
     """Start paying an order: returns the provider's pay link."""
     provider = payments._provider(c.providers, body.provider)
-
-    def run(conn: Connection) -> tuple[int, Any]:
-        _own_order(who, orders_service.get_order(conn, order_id))
-        return run_idempotent(
-            conn,
-            idem,
-            {"order": order_id, **body.model_dump(mode="json")},
-            201,
-            lambda k: PaymentOut.model_validate(
-                payments.start_payment(k, order_id, provider, c.clock())
-            ).model_dump(mode="json"),
-            c.clock(),
-        )
-
-    status, result = await c.db.write_async(run)
-    return json_response(result, status)
+    return await idempotent_write(
+        c,
+        idem,
+        {"order": order_id, **body.model_dump(mode="json")},
+        201,
+        lambda k: PaymentOut.model_validate(
+            payments.start_payment(k, order_id, provider, c.clock())
+        ).model_dump(mode="json"),
+        check=lambda conn: _own_order(who, orders_service.get_order(conn, order_id)),
+    )
 
 
 @money.post("/payments/callbacks/{provider}", tags=["payments"])
@@ -366,27 +349,22 @@ async def refund_order(
     """Full or partial after-sales refund of a settled order; idempotent on ``refund_no``."""
     who.require("operator", action="refund orders")
 
-    def run(conn: Connection) -> tuple[int, Any]:
-        return run_idempotent(
-            conn,
-            idem,
-            {"order": order_id, **body.model_dump(mode="json")},
-            201,
-            lambda k: RefundOut.model_validate(
-                payments.request_after_sales_refund(
-                    k,
-                    order_id=order_id,
-                    amount_cents=body.amount_cents,
-                    refund_no=body.refund_no,
-                    reason=body.reason,
-                    now=c.clock(),
-                )
-            ).model_dump(mode="json"),
-            c.clock(),
-        )
-
-    status, result = await c.db.write_async(run)
-    return json_response(result, status)
+    return await idempotent_write(
+        c,
+        idem,
+        {"order": order_id, **body.model_dump(mode="json")},
+        201,
+        lambda k: RefundOut.model_validate(
+            payments.request_after_sales_refund(
+                k,
+                order_id=order_id,
+                amount_cents=body.amount_cents,
+                refund_no=body.refund_no,
+                reason=body.reason,
+                now=c.clock(),
+            )
+        ).model_dump(mode="json"),
+    )
 
 
 @money.get("/orders/{order_id}/refunds", response_model=list[RefundOut], tags=["refunds"])
