@@ -12,6 +12,7 @@ from tuan import __version__
 from tuan.bootstrap import Container, build
 from tuan.entrypoints.api import problems
 from tuan.entrypoints.api.routes import catalog, groupbuy, notifications, system
+from tuan.entrypoints.api.schemas.common import problem_responses
 from tuan.entrypoints.jobs.scheduler import Scheduler
 
 
@@ -54,10 +55,11 @@ def create_app(container: Container | None = None, *, scheduler: bool | None = N
         app.state.container = container
     problems.install(app)
     # Routes are matched in order: the health check, then the traffic, then the rest.
+    errors = problem_responses(400, 401, 403, 404, 409, 422, 500)
     app.include_router(system.health_router)
-    app.include_router(groupbuy.money)
-    app.include_router(system.router)
-    app.include_router(groupbuy.router)
-    app.include_router(catalog.router)
-    app.include_router(notifications.router)
+    app.include_router(groupbuy.money, responses=errors)
+    app.include_router(system.router, responses=errors)
+    app.include_router(groupbuy.router, responses=errors)
+    app.include_router(catalog.router, responses=errors)
+    app.include_router(notifications.router, responses=errors)
     return app

@@ -25,3 +25,33 @@ class Out(BaseModel):
 
 Timestamp = AwareDatetime
 __all__ = ["Cents", "Id", "In", "Out", "PositiveCents", "Quantity", "Timestamp", "datetime"]
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document; ``code`` is stable, ``detail`` is in the caller's language
+    (Chinese by default, English with ``Accept-Language: en``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str
+    errors: list[dict[str, object]] | None = None
+
+
+_PROBLEM_REF = "#/components/schemas/Problem"
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI ``responses`` declaring problem documents for these statuses."""
+    return {
+        status: {
+            "model": Problem,
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            },
+            "description": "A problem document (RFC 9457).",
+        }
+        for status in statuses
+    }
