@@ -133,12 +133,26 @@ def _is_retryable(exc: BaseException) -> bool:
 
 
 class _Command:
-    __slots__ = ("fn", "future")
-    # A concurrent.futures.Future so that both threads and event loops can wait on it.
+    """A write and where its outcome goes: a thread's Future, or an asyncio future of the loop
+    that flushes it (settled on that loop's own thread, no thread-safe hand-off)."""
 
-    def __init__(self, fn: Callable[[Connection], Any]) -> None:
+    __slots__ = ("fn", "future")
+
+    def __init__(
+        self,
+        fn: Callable[[Connection], Any],
+        future: Future[Any] | asyncio.Future[Any] | None = None,
+    ) -> None:
         self.fn = fn
-        self.future: Future[Any] = Future()
+        self.future: Future[Any] | asyncio.Future[Any] = future if future is not None else Future()
+
+    def settle(self, ok: bool, value: Any) -> None:
+        if self.future.done():  # an awaiting request was cancelled (client went away)
+            return
+        if ok:
+            self.future.set_result(value)
+        else:
+            self.future.set_exception(value)
 
 
 class Database:
@@ -172,7 +186,7 @@ class Database:
             if self._closed:
                 raise RuntimeError("database is closed")
             self._run_batch(self._writer_conn(), [cmd])
-        return cmd.future.result()  # type: ignore[no-any-return]
+        return cmd.future.result()  # type: ignore[no-any-return]  # settled above, in this thread
 
     async def write_async(self, fn: Callable[[Connection], T]) -> T:
         """On SQLite the commands that arrive in one turn of the event loop are committed
@@ -181,13 +195,13 @@ class Database:
             return await asyncio.to_thread(self._write_pg, fn)
         if self._closed:
             raise RuntimeError("database is closed")
-        cmd = _Command(fn)
-        self._pending.append(cmd)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._pending.append(_Command(fn, future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-        result: T = await asyncio.wrap_future(cmd.future)
-        return result
+            loop.call_soon(self._flush)
+        return await future
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -197,7 +211,7 @@ class Database:
             with self._lock:
                 if self._closed:
                     for cmd in batch:
-                        cmd.future.set_exception(RuntimeError("database is closed"))
+                        cmd.settle(False, RuntimeError("database is closed"))
                     continue
                 self._run_batch(self._writer_conn(), batch)
 
@@ -247,12 +261,12 @@ class Database:
                     time.sleep(random.uniform(0.001, 0.02))
                     continue
                 if len(batch) == 1:
-                    batch[0].future.set_exception(exc)
+                    batch[0].settle(False, exc)
                     return
                 if outcomes and len(outcomes) == len(batch):
                     # The commit itself failed: nothing was written; say so to every caller.
                     for cmd in batch:
-                        cmd.future.set_exception(exc)
+                        cmd.settle(False, exc)
                     return
                 # A command failed outside its savepoint: run each alone so that one bad
                 # command cannot sink the others.
@@ -260,10 +274,7 @@ class Database:
                     self._run_batch(conn, [cmd])
                 return
             for cmd, (ok, value) in zip(batch, outcomes, strict=True):
-                if ok:
-                    cmd.future.set_result(value)
-                else:
-                    cmd.future.set_exception(value)
+                cmd.settle(ok, value)
             return
 
     def close(self) -> None:
