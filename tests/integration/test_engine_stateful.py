@@ -9,12 +9,14 @@ open is driven to its end and the books must close to the cent.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -27,6 +29,7 @@ from hypothesis.stateful import (
 from sqlalchemy import Connection
 
 from tests.helpers import Engine, token_of
+from tests.pg import fresh_database
 from tuan.groupbuy import model
 from tuan.groupbuy import service as groupbuy
 from tuan.inventory import service as inventory
@@ -73,8 +76,8 @@ def rows(conn: Connection, sql: str) -> list[dict[str, Any]]:
 class GroupBuyMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.tmp = tempfile.TemporaryDirectory(prefix="tuan-stateful-")
-        self.eng = eng = Engine(Path(self.tmp.name) / "stateful.db")
+        self.resources = contextlib.ExitStack()
+        self.eng = eng = Engine(self.database())
         other = eng.add_community("幸福里")
         self.customers = [*eng.add_customers(N_CUSTOMERS - 1), eng.add_customer(other)]
         # Stock: fruit is sold only by the auto-closing campaign 0, so its warning level holds.
@@ -88,12 +91,17 @@ class GroupBuyMachine(RuleBasedStateMachine):
         self.seen: dict[str, dict[str, str]] = {t: {} for t in REACH}
         self.refunds_seen: dict[str, tuple[str, str, int]] = {}
 
+    def database(self) -> Path | str:
+        """A fresh SQLite file for this example (the PostgreSQL machine overrides it)."""
+        tmp = self.resources.enter_context(tempfile.TemporaryDirectory(prefix="tuan-stateful-"))
+        return Path(tmp) / "stateful.db"
+
     def teardown(self) -> None:
         try:
             self.drain_and_close_the_books()
         finally:
             self.eng.close()
-            self.tmp.cleanup()
+            self.resources.close()
 
     # -- plumbing ------------------------------------------------------------------------------
     def attempt(self, fn: Callable[[Connection], T]) -> T | None:
@@ -127,10 +135,15 @@ class GroupBuyMachine(RuleBasedStateMachine):
         if prefer and i % 4:
             states = ", ".join(f"'{s}'" for s in prefer)
             wanted = self.eng.read(
-                lambda c: [r["id"] for r in rows(
-                    c, f"SELECT id FROM orders WHERE status IN ({states}) AND "
-                       f"(status <> 'pending_payment' OR payment_deadline_at > '{self.sql_now()}')"
-                       " ORDER BY id")]
+                lambda c: [
+                    r["id"]
+                    for r in rows(
+                        c,
+                        f"SELECT id FROM orders WHERE status IN ({states}) AND "
+                        f"(status <> 'pending_payment' OR payment_deadline_at > '{self.sql_now()}')"
+                        " ORDER BY id",
+                    )
+                ]
             )
             if wanted:
                 return str(wanted[i % len(wanted)])
@@ -141,9 +154,14 @@ class GroupBuyMachine(RuleBasedStateMachine):
         if i % 4:
             now = self.sql_now()
             joinable = self.eng.read(
-                lambda c: {r["id"] for r in rows(
-                    c, "SELECT id FROM buy_groups WHERE status IN ('open', 'formed') "
-                       f"AND seats_taken < capacity AND deadline_at > '{now}'")}
+                lambda c: {
+                    r["id"]
+                    for r in rows(
+                        c,
+                        "SELECT id FROM buy_groups WHERE status IN ('open', 'formed') "
+                        f"AND seats_taken < capacity AND deadline_at > '{now}'",
+                    )
+                }
             )
             candidates = [g for g in self.groups if g["id"] in joinable]
             if candidates:
@@ -166,7 +184,11 @@ class GroupBuyMachine(RuleBasedStateMachine):
         qty=quantity,
     )
     def campaigns_and_a_first_group_in_each(
-        self, cap: int | None, group_max: int | None, virtual_within: int | None, who: int,
+        self,
+        cap: int | None,
+        group_max: int | None,
+        virtual_within: int | None,
+        who: int,
         qty: int,
     ) -> None:
         eng = self.eng
@@ -174,16 +196,28 @@ class GroupBuyMachine(RuleBasedStateMachine):
         # and virtual completion; a purchase limit; closes itself at the fruit's warning level
         # (without a cap, after 10 of the 12 units; a cap of 8 or 5 binds first).
         c0 = eng.add_campaign(
-            self.fruit, group_size=2, group_max=group_max, purchase_limit=3, stock_cap=cap,
-            tiers=((3, 2790),), leader_discount_cents=100, virtual_within=virtual_within,
+            self.fruit,
+            group_size=2,
+            group_max=group_max,
+            purchase_limit=3,
+            stock_cap=cap,
+            tiers=((3, 2790),),
+            leader_discount_cents=100,
+            virtual_within=virtual_within,
             group_ttl=timedelta(hours=2),
         )
         # Campaign 1: two SKUs, tiers by units, no limit, two open groups per leader, only the
         # home community, sells to zero (no auto-close).
         c1 = eng.add_campaign(
-            [self.eggs, self.milk], group_size=3, price=1590, tiers=((5, 1390),),
-            tier_basis="units", max_open_groups=2, auto_close_at_warning=False,
-            community_ids=(eng.community,), group_ttl=timedelta(hours=3),
+            [self.eggs, self.milk],
+            group_size=3,
+            price=1590,
+            tiers=((5, 1390),),
+            tier_basis="units",
+            max_open_groups=2,
+            auto_close_at_warning=False,
+            community_ids=(eng.community,),
+            group_ttl=timedelta(hours=3),
             payment_timeout=timedelta(minutes=20),
         )
         self.campaigns = [(c0, [self.fruit]), (c1, [self.eggs, self.milk])]
@@ -195,8 +229,12 @@ class GroupBuyMachine(RuleBasedStateMachine):
         cid, skus = self.campaigns[camp]
         placed = self.attempt(
             lambda c: groupbuy.open_group(
-                c, campaign_id=cid, customer_id=self.customers[who],
-                sku_id=skus[item % len(skus)], quantity=qty, now=self.eng.now(),
+                c,
+                campaign_id=cid,
+                customer_id=self.customers[who],
+                sku_id=skus[item % len(skus)],
+                quantity=qty,
+                now=self.eng.now(),
             )
         )
         if placed is not None:
@@ -215,8 +253,12 @@ class GroupBuyMachine(RuleBasedStateMachine):
             customer = self.customers[(who + k) % N_CUSTOMERS]
             placed = self.attempt(
                 lambda c, customer=customer: groupbuy.join_group(
-                    c, invite_code=group["invite_code"].lower(), customer_id=customer,
-                    sku_id=sku, quantity=qty, now=self.eng.now(),
+                    c,
+                    invite_code=group["invite_code"].lower(),
+                    customer_id=customer,
+                    sku_id=sku,
+                    quantity=qty,
+                    now=self.eng.now(),
                 )
             )
             if placed is not None:
@@ -278,14 +320,18 @@ class GroupBuyMachine(RuleBasedStateMachine):
     def replay_a_delivered_callback(self, i: int) -> None:
         """An attacker (or a confused proxy) replays a genuine callback: nothing changes."""
         delivered = self.eng.read(
-            lambda c: rows(c, "SELECT body FROM sandbox_callbacks WHERE delivered_at IS NOT NULL "
-                              "ORDER BY id")
+            lambda c: rows(
+                c, "SELECT body FROM sandbox_callbacks WHERE delivered_at IS NOT NULL ORDER BY id"
+            )
         )
         if not delivered:
             return
         body = delivered[i % len(delivered)]["body"].encode()
-        headers = {"Sandbox-Signature": sign(self.eng.sandbox.secret,
-                                             int(self.eng.now().timestamp()), body)}
+        headers = {
+            "Sandbox-Signature": sign(
+                self.eng.sandbox.secret, int(self.eng.now().timestamp()), body
+            )
+        }
         replayed = self.eng.sandbox.parse_callback(headers, body)
         before = self.eng.snapshot()
         outcome = self.eng.write(
@@ -328,13 +374,19 @@ class GroupBuyMachine(RuleBasedStateMachine):
         oid = self.order_at(o, ("confirmed", "completed"))
         got = self.attempt(
             lambda c: payments.request_after_sales_refund(
-                c, order_id=oid, amount_cents=amount, refund_no=refund_no, reason="spoiled",
+                c,
+                order_id=oid,
+                amount_cents=amount,
+                refund_no=refund_no,
+                reason="spoiled",
                 now=self.eng.now(),
             )
         )
         if got is not None:
             assert (got["order_id"], got["refund_no"], got["amount_cents"]) == (
-                oid, refund_no, amount
+                oid,
+                refund_no,
+                amount,
             )
             event("after-sales refund recorded")
 
@@ -362,8 +414,9 @@ class GroupBuyMachine(RuleBasedStateMachine):
                     live_by_group.setdefault(o["group_id"], []).append(o)
             for g in rows(c, "SELECT * FROM buy_groups"):
                 assert 0 <= g["seats_taken"] <= g["capacity"], g
-                assert g["capacity"] == (camp_rules[g["campaign_id"]]["group_max"]
-                                         or g["group_size"])
+                assert g["capacity"] == (
+                    camp_rules[g["campaign_id"]]["group_max"] or g["group_size"]
+                )
                 live = live_by_group.get(g["id"], [])
                 assert len(live) <= g["capacity"], g
                 if g["status"] in ("open", "formed"):
@@ -410,14 +463,18 @@ class GroupBuyMachine(RuleBasedStateMachine):
                 if prev is not None:
                     assert prev[0] == r["order_id"] and prev[2] == r["amount_cents"]
                     assert (prev[1], r["status"]) in {
-                        ("pending", "pending"), ("pending", "succeeded"),
+                        ("pending", "pending"),
+                        ("pending", "succeeded"),
                         ("succeeded", "succeeded"),
                     }
                 self.refunds_seen[r["id"]] = key
             assert len(rows(c, "SELECT id FROM refunds")) >= len(self.refunds_seen)
             # Our books and the provider's agree on every refund sent.
-            ours = rows(c, "SELECT COALESCE(SUM(amount_cents), 0) AS t FROM refunds "
-                           "WHERE status = 'succeeded'")[0]["t"]
+            ours = rows(
+                c,
+                "SELECT COALESCE(SUM(amount_cents), 0) AS t FROM refunds "
+                "WHERE status = 'succeeded'",
+            )[0]["t"]
             theirs = rows(c, "SELECT COALESCE(SUM(amount_cents), 0) AS t FROM sandbox_refunds")
             assert ours == theirs[0]["t"]
             for p in rows(
@@ -468,8 +525,9 @@ class GroupBuyMachine(RuleBasedStateMachine):
             # Nothing is owed to customers any more: all money is revenue or returned.
             bal = {
                 r["account"]: r["t"]
-                for r in rows(c, "SELECT account, SUM(amount_cents) AS t FROM ledger_entries "
-                                 "GROUP BY account")
+                for r in rows(
+                    c, "SELECT account, SUM(amount_cents) AS t FROM ledger_entries GROUP BY account"
+                )
             }
             assert bal.get("customer_orders", 0) == 0, bal
             assert bal.get("provider_clearing", 0) == -bal.get("revenue", 0), bal
@@ -493,3 +551,16 @@ class GroupBuyMachine(RuleBasedStateMachine):
 
 TestGroupBuyMachine = GroupBuyMachine.TestCase
 TestGroupBuyMachine.settings = settings(max_examples=30, stateful_step_count=40, deadline=None)
+
+
+class PostgresGroupBuyMachine(GroupBuyMachine):
+    """The same machine on a fresh database of the real PostgreSQL server for each example."""
+
+    def database(self) -> Path | str:
+        return self.resources.enter_context(fresh_database("stateful"))
+
+
+TestPostgresGroupBuyMachine = pytest.mark.postgres(PostgresGroupBuyMachine.TestCase)
+TestPostgresGroupBuyMachine.settings = settings(
+    max_examples=15, stateful_step_count=40, deadline=None
+)
