@@ -278,7 +278,7 @@ def open_group(
     campaign = _campaign(conn, campaign_id)
     _require_live(campaign, now)
     customer = _customer(conn, customer_id)
-    community_id = _placement_community(conn, customer, pickup_point_id)
+    community_id = _placement_community(conn, customer["community_id"], pickup_point_id)
     _require_community(conn, campaign, community_id)
     item = _item(conn, campaign_id, sku_id)
     _check_unpaid(conn, campaign_id, customer_id)
@@ -389,10 +389,7 @@ def join_group(
     if community is None:
         raise DomainError(NOT_FOUND, kind="customer", id=customer_id)
     pickup = pickup_point_id or g["pickup_point_id"]
-    if pickup is not None:
-        community_id = _placement_community(conn, {"community_id": None}, pickup)
-    else:
-        community_id = community.community_id
+    community_id = _placement_community(conn, community.community_id, pickup)
     _require_community(conn, campaign, community_id)
     if sku_id is None:
         item_row = FIRST_ITEM(conn, {"campaign_id": g["campaign_id"]}).first()
@@ -601,11 +598,11 @@ def _customer(conn: Connection, customer_id: str) -> dict[str, Any]:
 
 
 def _placement_community(
-    conn: Connection, customer: dict[str, Any], pickup_point_id: str | None
+    conn: Connection, home_community: str | None, pickup_point_id: str | None
 ) -> str | None:
+    """Where the order is collected: the pickup point's community, else the customer's own."""
     if pickup_point_id is None:
-        community = customer["community_id"]
-        return None if community is None else str(community)
+        return home_community
     community = conn.execute(
         select(pickup_points.c.community_id).where(pickup_points.c.id == pickup_point_id)
     ).scalar()

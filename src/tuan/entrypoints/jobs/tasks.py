@@ -49,10 +49,16 @@ def deliver_sandbox_callbacks(c: Container, batch: int) -> int:
 _clients: dict[float, httpx.Client] = {}
 
 
-def http_sender(timeout: float) -> Callable[[str, dict[str, str], bytes], int]:
+def _http_client(timeout: float) -> httpx.Client:
+    """One keep-alive client per timeout, shared by the tasks that call out over HTTP."""
     client = _clients.get(timeout)
     if client is None:
         client = _clients[timeout] = httpx.Client(timeout=timeout)
+    return client
+
+
+def http_sender(timeout: float) -> Callable[[str, dict[str, str], bytes], int]:
+    client = _http_client(timeout)
 
     def send(url: str, headers: dict[str, str], body: bytes) -> int:
         try:
@@ -73,11 +79,7 @@ def dispatch_notifications(c: Container, batch: int) -> int:
 
 
 def send_notifications(c: Container, batch: int) -> int:
-    client = _clients.get(c.settings.webhook_timeout_s)
-    if client is None:
-        client = _clients[c.settings.webhook_timeout_s] = httpx.Client(
-            timeout=c.settings.webhook_timeout_s
-        )
+    client = _http_client(c.settings.webhook_timeout_s)
     report = notifications.send_due(
         c.db,
         c.clock(),
