@@ -20,13 +20,16 @@ SEED         ?= 42
 TEST_TIMEOUT ?= 75m
 PYTEST_ARGS  ?=
 BENCH_ARGS   ?=
-SYSTEM_PACKAGES := postgresql
+# Tests need PostgreSQL, Debian's Chromium (Playwright drives it) and a CJK font for screenshots
+# and PDFs; the demo needs the font only.
+SYSTEM_PACKAGES := postgresql chromium fonts-wqy-microhei
+DEMO_PACKAGES   := fonts-wqy-microhei
 LINT_PATHS    = $(wildcard src tests benchmarks migrations)
 
 TUAN_PG_PORT ?= 55432
 export TUAN_PG_PORT
 
-.PHONY: help venv system-deps lint test pytest demo bench clean distclean pg-start pg-stop
+.PHONY: help venv assets demo-deps system-deps lint test pytest demo bench clean distclean pg-start pg-stop
 
 help:
 	@echo "Targets:"
@@ -36,6 +39,7 @@ help:
 	@echo "  make pytest       the tests alone, with the throwaway PostgreSQL (PYTEST_ARGS=...)"
 	@echo "  make bench        python -m benchmarks (BENCH_ARGS=...)"
 	@echo "  make venv         install uv if missing, uv sync --frozen into .venv"
+	@echo "  make assets       npm ci the console's front-end assets (assets/package-lock.json)"
 	@echo "  make system-deps  apt-get install what the tests need ($(SYSTEM_PACKAGES)), if missing"
 	@echo "  make pg-start / pg-stop   the test PostgreSQL by hand (scripts/pg.sh)"
 	@echo "  make clean        remove var/, caches, the venv stamp and the test PostgreSQL; distclean: .venv too"
@@ -69,8 +73,14 @@ $(STAMP): pyproject.toml uv.lock
 	$$uv sync --frozen
 	@touch $(STAMP)
 
-system-deps:
+system-deps: PACKAGES = $(SYSTEM_PACKAGES)
+demo-deps: PACKAGES = $(DEMO_PACKAGES)
+system-deps demo-deps:
 	@if ! command -v dpkg-query >/dev/null 2>&1; then \
+		if [ "$@" = demo-deps ]; then \
+			echo "make: not a Debian system: install a CJK font (e.g. WenQuanYi Micro Hei) yourself" >&2; \
+			exit 0; \
+		fi; \
 		if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1; then \
 			exit 0; \
 		fi; \
@@ -78,7 +88,7 @@ system-deps:
 		exit 1; \
 	fi; \
 	missing=""; \
-	for p in $(SYSTEM_PACKAGES); do \
+	for p in $(PACKAGES); do \
 		dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	[ -z "$$missing" ] && exit 0; \
@@ -96,6 +106,9 @@ system-deps:
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $$missing
 
+assets:
+	@scripts/assets.sh
+
 # ---------------------------------------------------------------------------------------------
 # Checks
 
@@ -109,7 +122,7 @@ test: venv system-deps lint
 
 # Starts the throwaway PostgreSQL (unless TUAN_TEST_PG_URL is already set: then that server is
 # used), runs pytest, always stops the server, and exits with pytest's code (5 = no tests: fails).
-pytest: venv system-deps
+pytest: venv system-deps assets
 	@if [ -n "$${TUAN_TEST_PG_URL:-}" ]; then \
 		echo "make: using TUAN_TEST_PG_URL=$$TUAN_TEST_PG_URL"; \
 	else \
@@ -141,7 +154,7 @@ pg-stop:
 
 # The sandbox payment provider calls back to TUAN_PUBLIC_URL: follow HOST/PORT unless it is set.
 demo: export TUAN_PUBLIC_URL ?= http://$(HOST):$(PORT)
-demo: venv
+demo: venv demo-deps assets
 	@mkdir -p var
 	$(VENV)/bin/tuan db upgrade
 	$(VENV)/bin/tuan demo --seed $(SEED)
