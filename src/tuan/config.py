@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     scheduler_batch: int = Field(default=500, ge=1)
     writer_batch: int = Field(default=64, ge=1, description="Most commands in one group commit.")
     log_level: str = "info"
+    console_session_idle_s: int = Field(
+        default=2 * 3600, ge=60, description="A console session ends this long after its last use."
+    )
+    console_session_max_s: int = Field(
+        default=12 * 3600, ge=60, description="…and never later than this long after sign-in."
+    )
 
     @property
     def is_sqlite(self) -> bool:

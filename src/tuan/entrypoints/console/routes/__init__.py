@@ -1,0 +1,1 @@
+"""Console routers, one module per area; ``console.app.ROUTERS`` lists what is mounted."""
