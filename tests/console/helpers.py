@@ -69,9 +69,14 @@ class Console:
         self.leader = api.leader(self.community["id"], "王团长")
         self.other_leader = api.leader(self.other_community["id"], "李团长")
         self.users: dict[str, dict[str, Any]] = {}
-        for role in STAFF_ROLES:
-            self.add_user(role.value, role.value,
-                          leader_id=self.leader["id"] if role.value == "leader" else None)
+
+    def user(self, username: str) -> dict[str, Any]:
+        """The user of that name; a user named after a staff role is made on first use (the
+        leader user acts for ``self.leader``)."""
+        if username not in self.users and username in {r.value for r in STAFF_ROLES}:
+            self.add_user(username, username,
+                          leader_id=self.leader["id"] if username == "leader" else None)
+        return self.users[username]
 
     def add_user(self, username: str, role: str, leader_id: str | None = None) -> dict[str, Any]:
         now = self.api.clock()
@@ -88,6 +93,7 @@ class Console:
         client = TestClient(self.api.client.app)
         b = Browser(client)
         if username is not None:
+            self.user(username)
             response = b.login(username)
             assert response.status_code == 303, response.text
         return b
