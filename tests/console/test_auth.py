@@ -249,3 +249,18 @@ def test_audit_log_filters_and_exports(con: Console) -> None:
     assert sheet is not None and sheet.max_row == 5
     # exporting is itself an audited action
     assert len(audit_rows(con, "export.csv")) == 1
+
+
+def test_repeated_failures_lock_the_account_for_a_while(con: Console) -> None:
+    con.user("operator")
+    for _ in range(5):
+        assert con.browser().login("operator", "wrong-password").status_code == 401
+    # now even the right password is refused, with its own message
+    locked = con.browser().login("operator")
+    assert locked.status_code == 429 and "失败次数过多" in locked.text
+    assert con.browser().login("OPERATOR ", "wrong").status_code == 429  # same account key
+    con.api.advance(minutes=16)
+    assert con.browser().login("operator").status_code == 303
+    # another account was never affected
+    con.user("analyst")
+    assert con.browser().login("analyst").status_code == 303

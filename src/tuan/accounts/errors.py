@@ -28,3 +28,9 @@ CSRF_FAILED = code(
     "The form is out of date or did not come from this site; reload the page and try again.",
     "表单已过期或来源不明,请刷新页面后重试。",
 )
+TOO_MANY_LOGINS = code(
+    "too_many_logins",
+    429,
+    "Too many failed sign-ins for this account; try again in {minutes} minutes.",
+    "该账号登录失败次数过多,请 {minutes} 分钟后再试。",
+)

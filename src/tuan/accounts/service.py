@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
-from tuan.accounts.errors import BAD_CREDENTIALS, USERNAME_TAKEN
+from tuan.accounts.errors import BAD_CREDENTIALS, TOO_MANY_LOGINS, USERNAME_TAKEN
 from tuan.accounts.permissions import STAFF_ROLES, Role
 from tuan.accounts.store import api_tokens, audit_log, user_sessions, users
 from tuan.communities.store import customers, leaders
@@ -164,6 +164,8 @@ def get_user(conn: Connection, user_id: str) -> dict[str, Any]:
 
 def authenticate(conn: Connection, username: str, password: str, now: datetime) -> dict[str, Any]:
     """The user, if the password is right and the account active; one error for every failure."""
+    if login_locked(conn, username, now):
+        raise DomainError(TOO_MANY_LOGINS, minutes=int(LOGIN_LOCK.total_seconds() // 60))
     row = as_dict(conn.execute(select(users).where(users.c.username == username.strip())).first())
     if row is None:
         _hasher.hash(password)  # the same work either way: no timing oracle for usernames
@@ -179,6 +181,44 @@ def authenticate(conn: Connection, username: str, password: str, now: datetime) 
         values["password_hash"] = _hasher.hash(password)
     conn.execute(update(users).where(users.c.id == row["id"]).values(**values))
     return public_user(row)
+
+
+LOGIN_FAILURES_ALLOWED = 5
+LOGIN_LOCK = timedelta(minutes=15)
+
+
+def login_locked(conn: Connection, username: str, now: datetime) -> bool:
+    """Too many failed sign-ins for this username lately (any source): refuse for a while.
+
+    Failures are kept in the audit log (action ``session.login_failed``), so every worker and
+    every restart sees the same count.
+    """
+    failures = conn.execute(
+        select(func.count())
+        .select_from(audit_log)
+        .where(
+            audit_log.c.entity_type == "login",
+            audit_log.c.entity_id == _login_key(username),
+            audit_log.c.action == "session.login_failed",
+            audit_log.c.at > now - LOGIN_LOCK,
+        )
+    ).scalar_one()
+    return int(failures) >= LOGIN_FAILURES_ALLOWED
+
+
+def record_login_failure(conn: Connection, username: str, ip: str, now: datetime) -> None:
+    audit(
+        conn,
+        Actor(None, "system", username.strip()[:80], "", ip),
+        "session.login_failed",
+        now=now,
+        entity_type="login",
+        entity_id=_login_key(username),
+    )
+
+
+def _login_key(username: str) -> str:
+    return username.strip().lower()[:40]
 
 
 def set_password(conn: Connection, user_id: str, password: str) -> None:

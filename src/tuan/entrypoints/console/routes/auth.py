@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import Connection
 
 from tuan.accounts import service as accounts
+from tuan.accounts.errors import BAD_CREDENTIALS
 from tuan.entrypoints.console import web
 from tuan.entrypoints.console.web import ConsoleUser, Need
 from tuan.shared.errors import DomainError
@@ -121,6 +122,8 @@ def login(
     try:
         token, user = c.db.write(sign_in)
     except DomainError as exc:
+        if exc.error is BAD_CREDENTIALS:
+            c.db.write(lambda conn: accounts.record_login_failure(conn, username, ip, now))
         return _login_page(
             request,
             next_path=_safe_next(next),
