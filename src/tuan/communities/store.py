@@ -52,4 +52,5 @@ customers = Table(
     Column("locale", String(8), nullable=False, server_default="zh-CN"),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_customers_community", "community_id"),
+    Index("ix_customers_phone", "phone"),  # storefront sign-in finds customers by phone
 )

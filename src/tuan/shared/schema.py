@@ -12,5 +12,6 @@ from tuan.payments import store as _payments  # noqa: F401
 from tuan.shared import jobs_store as _jobs  # noqa: F401
 from tuan.shared import outbox as _outbox  # noqa: F401
 from tuan.shared.db import metadata
+from tuan.shop import store as _shop  # noqa: F401
 
 __all__ = ["metadata"]
