@@ -6,11 +6,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from tuan.entrypoints.cli.analytics import ab_app, ltv_app
 
 app = typer.Typer(
     help="Tuan 团 — the group-buying operations platform.",
@@ -19,8 +21,14 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+user_app = typer.Typer(
+    help="Console users (the first admin is made this way).", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
+app.add_typer(user_app, name="user")
+app.add_typer(ltv_app, name="ltv")
+app.add_typer(ab_app, name="ab")
 console = Console()
 err = Console(stderr=True)
 
@@ -205,7 +213,12 @@ def _reset_database(url: str) -> None:
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[str, typer.Option(help="operator, leader or customer.")],
+    role: Annotated[
+        str,
+        typer.Option(
+            help="admin, operator, leader, customer_service, supply, analyst, viewer or customer."
+        ),
+    ],
     subject: Annotated[str | None, typer.Option(help="Customer or leader id it acts for.")] = None,
     name: Annotated[str, typer.Option(help="A note on who holds it.")] = "",
 ) -> None:
@@ -227,6 +240,73 @@ def token_create(
     finally:
         c.close()
     print(token)
+
+
+@user_app.command("create")
+def user_create(
+    username: Annotated[str, typer.Option(help="Sign-in name (3–64 letters, digits, _.-@).")],
+    role: Annotated[
+        str,
+        typer.Option(help="admin, operator, leader, customer_service, supply, analyst or viewer."),
+    ] = "admin",
+    password: Annotated[
+        str | None,
+        typer.Option(
+            help="At least 8 characters; asked for when left out (or read from TUAN_PASSWORD)."
+        ),
+    ] = None,
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    email: Annotated[str | None, typer.Option(help="E-mail address.")] = None,
+    leader: Annotated[
+        str | None, typer.Option(help="Leader id the account acts for (role leader).")
+    ] = None,
+    locale: Annotated[str, typer.Option(help="zh-CN or en.")] = "zh-CN",
+) -> None:
+    """Create a console user (e.g. the first admin)."""
+    from tuan.accounts import service as accounts
+    from tuan.bootstrap import build
+    from tuan.shared.errors import DomainError
+
+    secret = password or os.environ.get("TUAN_PASSWORD")
+    if not secret:
+        secret = typer.prompt("Password / 密码", hide_input=True, confirmation_prompt=True)
+    c = build()
+    try:
+        now = c.clock()
+
+        def create(conn: Any) -> dict[str, Any]:
+            user = accounts.create_user(
+                conn,
+                username=username,
+                password=secret,
+                role=role,
+                now=now,
+                display_name=name,
+                email=email,
+                leader_id=leader,
+                locale=locale,
+            )
+            accounts.audit(
+                conn,
+                accounts.SYSTEM,
+                "user.create",
+                now=now,
+                entity_type="user",
+                entity_id=user["id"],
+                after=user,
+            )
+            return user
+
+        user = c.db.write(create)
+    except DomainError as exc:
+        err.print(f"[red]error[/] {exc.code}: {exc.error.message('en', exc.params)}")
+        raise typer.Exit(2) from None
+    finally:
+        c.close()
+    console.print(
+        f"[green]✓[/] user [bold]{user['username']}[/] ({user['role']}) created; "
+        "sign in at /console/login"
+    )
 
 
 @app.command()
