@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tuan.entrypoints.cli.analytics import ab_app, ltv_app
+from tuan.entrypoints.cli.board import board_app
 
 app = typer.Typer(
     help="Tuan 团 — the group-buying operations platform.",
@@ -29,6 +30,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(user_app, name="user")
 app.add_typer(ltv_app, name="ltv")
 app.add_typer(ab_app, name="ab")
+app.add_typer(board_app, name="board")
 console = Console()
 err = Console(stderr=True)
 
