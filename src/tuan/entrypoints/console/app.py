@@ -11,12 +11,31 @@ from fastapi.staticfiles import StaticFiles
 from tuan.accounts.errors import CSRF_FAILED, SESSION_EXPIRED
 from tuan.entrypoints.api import problems
 from tuan.entrypoints.console import web
-from tuan.entrypoints.console.routes import admin, auth
+from tuan.entrypoints.console.routes import (
+    admin,
+    auth,
+    communities,
+    jobs,
+    notifications,
+    orders,
+    payments,
+    stock,
+)
 from tuan.entrypoints.storefront import router as storefront_router
 from tuan.shared.errors import DomainError, ErrorCode
 
 # Every console router, in the order routes are matched.
-ROUTERS = [auth.router, admin.router, storefront_router]
+ROUTERS = [
+    auth.router,
+    admin.router,
+    storefront_router,
+    orders.router,
+    payments.router,
+    stock.router,
+    communities.router,
+    notifications.router,
+    jobs.router,
+]
 
 HTML_PREFIXES = ("/console", "/s/")
 

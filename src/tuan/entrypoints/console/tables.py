@@ -133,13 +133,13 @@ def render_table(
         }
         for row in page.rows
     ]
-    template_name = (
-        "tables/_table.html" if request.headers.get("hx-target") == "table" else template
-    )
     return render(
         request,
-        template_name,
+        template,
         user,
+        # htmx asks for the table alone (filter, sort, page): the same template renders just
+        # its table block, so row actions and other macros of the page come along
+        partial=request.headers.get("hx-target") == "table",
         table=table,
         page=page,
         rows=rows,
