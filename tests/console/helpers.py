@@ -39,8 +39,9 @@ class Browser:
     def get(self, path: str, **kw: Any) -> httpx.Response:
         return self.client.get(path, follow_redirects=False, **kw)
 
-    def post(self, path: str, data: dict[str, Any] | None = None, *, csrf: bool = True,
-             **kw: Any) -> httpx.Response:
+    def post(
+        self, path: str, data: dict[str, Any] | None = None, *, csrf: bool = True, **kw: Any
+    ) -> httpx.Response:
         form = dict(data or {})
         if csrf:
             form.setdefault("csrf_token", self.csrf)
@@ -50,8 +51,12 @@ class Browser:
         page = self.client.get("/console/login")
         response = self.client.post(
             "/console/login",
-            data={"username": username, "password": password, "csrf_token": csrf_of(page.text),
-                  "next": "/console/account"},
+            data={
+                "username": username,
+                "password": password,
+                "csrf_token": csrf_of(page.text),
+                "next": "/console/account",
+            },
             follow_redirects=False,
         )
         if response.status_code == 303:
@@ -74,15 +79,20 @@ class Console:
         """The user of that name; a user named after a staff role is made on first use (the
         leader user acts for ``self.leader``)."""
         if username not in self.users and username in {r.value for r in STAFF_ROLES}:
-            self.add_user(username, username,
-                          leader_id=self.leader["id"] if username == "leader" else None)
+            self.add_user(
+                username, username, leader_id=self.leader["id"] if username == "leader" else None
+            )
         return self.users[username]
 
     def add_user(self, username: str, role: str, leader_id: str | None = None) -> dict[str, Any]:
         now = self.api.clock()
         user = self.api.c.db.write(
             lambda conn: accounts.create_user(
-                conn, username=username, password=PASSWORD, role=role, now=now,
+                conn,
+                username=username,
+                password=PASSWORD,
+                role=role,
+                now=now,
                 leader_id=leader_id,
             )
         )

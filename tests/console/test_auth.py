@@ -104,8 +104,12 @@ def test_next_cannot_send_you_off_site(con: Console) -> None:
         page = b.client.get("/console/login")
         response = b.client.post(
             "/console/login",
-            data={"username": "admin", "password": PASSWORD, "csrf_token": csrf_of(page.text),
-                  "next": target},
+            data={
+                "username": "admin",
+                "password": PASSWORD,
+                "csrf_token": csrf_of(page.text),
+                "next": target,
+            },
             follow_redirects=False,
         )
         assert response.headers["location"] == "/console"
@@ -176,14 +180,19 @@ def test_disabled_user_is_signed_out_and_cannot_sign_in(con: Console) -> None:
 
 def test_password_change_checks_the_old_one_and_ends_sessions(con: Console) -> None:
     b = con.browser("supply")
-    bad = b.post("/console/account/password",
-                 {"current": "nope-nope", "new": "brand-new-pw", "confirm": "brand-new-pw"})
+    bad = b.post(
+        "/console/account/password",
+        {"current": "nope-nope", "new": "brand-new-pw", "confirm": "brand-new-pw"},
+    )
     assert bad.status_code == 422 and "field-error" in bad.text
-    short = b.post("/console/account/password",
-                   {"current": PASSWORD, "new": "short", "confirm": "short"})
+    short = b.post(
+        "/console/account/password", {"current": PASSWORD, "new": "short", "confirm": "short"}
+    )
     assert short.status_code == 422
-    ok = b.post("/console/account/password",
-                {"current": PASSWORD, "new": "brand-new-pw", "confirm": "brand-new-pw"})
+    ok = b.post(
+        "/console/account/password",
+        {"current": PASSWORD, "new": "brand-new-pw", "confirm": "brand-new-pw"},
+    )
     assert ok.status_code == 303
     assert b.get("/console/account").status_code == 303
     assert con.browser().login("supply").status_code == 401
@@ -196,9 +205,7 @@ def test_language_switch_sticks_for_the_user(con: Console) -> None:
     assert b.post("/console/lang", {"lang": "en", "next": "/console/account"}).status_code == 303
     assert "Change password" in b.get("/console/account").text
     with con.api.c.db.read() as conn:
-        locale = conn.execute(
-            select(users.c.locale).where(users.c.username == "operator")
-        ).scalar()
+        locale = conn.execute(select(users.c.locale).where(users.c.username == "operator")).scalar()
     assert locale == "en"
     # a new browser (no cookie) gets the user's saved language after signing in
     fresh = con.browser("operator")
@@ -209,22 +216,33 @@ def test_admin_creates_users_with_inline_errors(con: Console) -> None:
     con.user("operator")
     b = con.browser("admin")
     before = con.api.snapshot()
-    bad = b.post("/console/users", {"username": "x", "password": "short", "role": "",
-                                    "email": "not-an-email"})
+    bad = b.post(
+        "/console/users",
+        {"username": "x", "password": "short", "role": "", "email": "not-an-email"},
+    )
     assert bad.status_code == 422
     for field in ("u-username-err", "u-password-err", "u-role-err", "u-email-err"):
         assert f'id="{field}"' in bad.text
     assert 'value="not-an-email"' in bad.text
-    leader_without = b.post("/console/users", {"username": "leader2", "password": "password123",
-                                               "role": "leader"})
+    leader_without = b.post(
+        "/console/users", {"username": "leader2", "password": "password123", "role": "leader"}
+    )
     assert leader_without.status_code == 422 and 'id="u-leader_id-err"' in leader_without.text
-    taken = b.post("/console/users", {"username": "operator", "password": "password123",
-                                      "role": "operator"})
+    taken = b.post(
+        "/console/users", {"username": "operator", "password": "password123", "role": "operator"}
+    )
     assert taken.status_code == 409 and "已被占用" in taken.text
     assert con.api.snapshot() == before
-    good = b.post("/console/users", {"username": "chen.li", "password": "password123",
-                                     "role": "leader", "leader_id": con.other_leader["id"],
-                                     "display_name": "陈丽"})
+    good = b.post(
+        "/console/users",
+        {
+            "username": "chen.li",
+            "password": "password123",
+            "role": "leader",
+            "leader_id": con.other_leader["id"],
+            "display_name": "陈丽",
+        },
+    )
     assert good.status_code == 303
     created = audit_rows(con, "user.create")
     assert created[0]["after"]["username"] == "chen.li"

@@ -34,7 +34,7 @@ class Guarded:
         return "/export." in self.path
 
 
-def _need_of(route: APIRoute) -> Perm | None | bool:
+def _need_of(route: APIRoute) -> Perm | bool | None:
     """The route's Need permission (None: any signed-in user); False if it has no Need."""
     stack = list(route.dependant.dependencies)
     while stack:
@@ -87,7 +87,9 @@ def test_every_console_route_is_guarded() -> None:
 
 
 @pytest.fixture(scope="module")
-def signed_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Console, dict[str, Browser]]]:
+def signed_in(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Console, dict[str, Browser]]]:
     with running_console(Path(tmp_path_factory.mktemp("perm"))) as con:
         yield con, {role.value: con.browser(role.value) for role in STAFF_ROLES}
 
@@ -130,8 +132,9 @@ def test_unsigned_visitor_is_sent_to_login_everywhere(
     anon = con.browser()
     for route in ROUTES:
         if route.method != "GET":
-            response = anon.client.request(route.method, _url(route.path), data={},
-                                           follow_redirects=False)
+            response = anon.client.request(
+                route.method, _url(route.path), data={}, follow_redirects=False
+            )
         else:
             response = anon.get(_url(route.path))
         assert response.status_code == 303, route

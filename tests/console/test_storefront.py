@@ -22,9 +22,9 @@ from tests.e2e.api_helpers import Api, TestClient, has_cjk, running_api
 from tuan.communities.store import customers
 from tuan.entrypoints.jobs.scheduler import run_once
 from tuan.entrypoints.jobs.tasks import TASKS
-from tuan.shop.store import sandbox_sms, shop_sign_in_codes
 from tuan.orders.store import orders
 from tuan.payments.store import payments
+from tuan.shop.store import sandbox_sms, shop_sign_in_codes
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 KEY_RE = re.compile(r'name="key" value="([^"]+)"')

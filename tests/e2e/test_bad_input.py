@@ -504,3 +504,23 @@ def test_non_ascii_tokens_are_rejected_not_500(
     response = client.request(method, path, json={"outcome": "success"}, headers=headers)
     assert response.status_code in (400, 401), response.text
     assert api.snapshot() == before
+
+
+def test_campaign_naming_missing_sku_or_community_is_404_on_create_and_edit(api: Api) -> None:
+    sku = api.sku(stock=5)
+    draft = api.campaign(sku["id"], publish=False)
+    body: dict[str, Any] = {
+        "name": "改名",
+        "starts_at": iso(api.clock() + timedelta(hours=1)),
+        "ends_at": iso(api.clock() + timedelta(days=1)),
+        "group_size": 2,
+        "items": [{"sku_id": "sku_missing", "group_price_cents": 100}],
+    }
+    before = api.snapshot()
+    assert_problem(api.put(f"/campaigns/{draft['id']}", body, api.operator), 404, "not_found")
+    assert_problem(api.post("/campaigns", body, api.operator), 404, "not_found")
+    body["items"] = [{"sku_id": sku["id"], "group_price_cents": 100}]
+    body["community_ids"] = ["com_missing"]
+    assert_problem(api.put(f"/campaigns/{draft['id']}", body, api.operator), 404, "not_found")
+    assert_problem(api.post("/campaigns", body, api.operator), 404, "not_found")
+    assert api.snapshot() == before

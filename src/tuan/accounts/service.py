@@ -410,4 +410,5 @@ def audit(
 def _jsonable(value: Any) -> Any:
     if value is None:
         return None
-    return orjson.loads(orjson.dumps(value, default=str))
+    # keys may be SQLAlchemy's quoted_name (a str subclass orjson refuses as a key)
+    return orjson.loads(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))

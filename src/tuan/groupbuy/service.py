@@ -9,15 +9,15 @@ one conditional UPDATE each and the row count decides: no read-check-write.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tuan.catalog.store import skus
-from tuan.communities.store import customers, pickup_points
+from tuan.catalog.store import products, skus
+from tuan.communities.store import communities, customers, pickup_points
 from tuan.groupbuy import model
 from tuan.groupbuy.errors import (
     ALREADY_IN_GROUP,
@@ -74,9 +74,7 @@ def create_campaign(
     conn: Connection, rules: model.CampaignRules, now: datetime, *, publish: bool = False
 ) -> dict[str, Any]:
     rules.validate()
-    for item in rules.items:
-        if conn.execute(select(skus.c.id).where(skus.c.id == item.sku_id)).first() is None:
-            raise DomainError(NOT_FOUND, kind="SKU", id=item.sku_id)
+    _check_references(conn, rules)
     campaign_id = new_id("cmp")
     conn.execute(
         insert(campaigns).values(
@@ -100,6 +98,7 @@ def update_campaign(
         status = "live" if started else current["status"]
         raise DomainError(CAMPAIGN_NOT_EDITABLE, campaign_id=campaign_id, status=status)
     rules.validate()
+    _check_references(conn, rules)
     conn.execute(
         update(campaigns)
         .where(campaigns.c.id == campaign_id)
@@ -111,6 +110,19 @@ def update_campaign(
     )
     _write_items_and_communities(conn, campaign_id, rules)
     return get_campaign(conn, campaign_id)
+
+
+def _check_references(conn: Connection, rules: model.CampaignRules) -> None:
+    """Every SKU and community the rules name exists (a clear 404, not a foreign-key error)."""
+    for item in rules.items:
+        if conn.execute(select(skus.c.id).where(skus.c.id == item.sku_id)).first() is None:
+            raise DomainError(NOT_FOUND, kind="SKU", id=item.sku_id)
+    for community_id in rules.community_ids:
+        if (
+            conn.execute(select(communities.c.id).where(communities.c.id == community_id)).first()
+            is None
+        ):
+            raise DomainError(NOT_FOUND, kind="community", id=community_id)
 
 
 def _campaign_columns(rules: model.CampaignRules) -> dict[str, Any]:
@@ -998,3 +1010,297 @@ def count_due(conn: Connection, now: datetime) -> dict[str, int]:
         .where(orders.c.status == "pending_payment", orders.c.payment_deadline_at <= now)
     ).scalar_one()
     return {"groups": int(groups_due), "orders": int(orders_due)}
+
+
+# -- reading and copying campaigns, counters, a group's story (the operator console) --------
+
+
+def effective_status(campaign: dict[str, Any], now: datetime) -> str:
+    """The status a campaign row is in at ``now``: a scheduled campaign whose start has passed
+    is live in all but name (the scheduler moves it), as ``set_campaign_status`` judges it."""
+    if campaign["status"] == "scheduled" and campaign["starts_at"] <= now:
+        return "live"
+    return str(campaign["status"])
+
+
+def campaign_editable(campaign: dict[str, Any], now: datetime) -> bool:
+    """Whether ``update_campaign`` would take new rules: draft, or scheduled and not started."""
+    return effective_status(campaign, now) in ("draft", "scheduled")
+
+
+def campaign_rules(campaign: dict[str, Any]) -> model.CampaignRules:
+    """The rules of a stored campaign (a :func:`get_campaign` row), as the engine takes them."""
+    return model.CampaignRules(
+        name=campaign["name"],
+        description=campaign["description"],
+        starts_at=campaign["starts_at"],
+        ends_at=campaign["ends_at"],
+        group_size=campaign["group_size"],
+        group_max=campaign["group_max"],
+        group_ttl=timedelta(seconds=campaign["group_ttl_s"]),
+        payment_timeout=timedelta(seconds=campaign["payment_timeout_s"]),
+        purchase_limit=campaign["purchase_limit"],
+        max_open_groups=campaign["max_open_groups"],
+        tier_basis=campaign["tier_basis"],
+        leader_discount_cents=campaign["leader_discount_cents"],
+        virtual_within=campaign["virtual_within"],
+        auto_close_at_warning=bool(campaign["auto_close_at_warning"]),
+        community_ids=tuple(campaign["community_ids"]),
+        refund_policy=campaign["refund_policy"],
+        items=tuple(
+            model.ItemRules(
+                sku_id=item["sku_id"],
+                group_price_cents=item["group_price_cents"],
+                tiers=model.parse_tiers(item["price_tiers"]),
+                stock_cap=item["stock_cap"],
+            )
+            for item in campaign["items"]
+        ),
+    )
+
+
+def clone_campaign(
+    conn: Connection,
+    campaign_id: str,
+    *,
+    starts_at: datetime,
+    ends_at: datetime,
+    now: datetime,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """A new draft with every rule of ``campaign_id`` (any status) and a new time window."""
+    rules = replace(
+        campaign_rules(get_campaign(conn, campaign_id)),
+        starts_at=starts_at,
+        ends_at=ends_at,
+    )
+    if name is not None:
+        rules = replace(rules, name=name)
+    return create_campaign(conn, rules, now)
+
+
+def campaign_stats(
+    conn: Connection, campaign_id: str, community_id: str | None = None
+) -> dict[str, Any]:
+    """A campaign's counters: per SKU its stock against the warning level and the campaign's
+    cap; groups by status; joins, paid orders, GMV, refunds; the formation rate (formed ÷
+    formed or failed). With ``community_id`` groups and orders count that community's only
+    (stock and caps are the campaign's own)."""
+    _campaign(conn, campaign_id)
+    items = [
+        {
+            **dict(r._mapping),
+            "price_tiers": [list(t) for t in (r.price_tiers or [])],
+            "available": r.on_hand - r.reserved,
+            "above_warning": r.on_hand - r.reserved - r.warning_level,
+            "at_warning": r.on_hand - r.reserved <= r.warning_level,
+            "cap_left": None if r.stock_cap is None else r.stock_cap - r.taken,
+        }
+        for r in conn.execute(
+            select(
+                campaign_items.c.sku_id,
+                products.c.name.label("product"),
+                skus.c.spec,
+                campaign_items.c.group_price_cents,
+                campaign_items.c.price_tiers,
+                campaign_items.c.stock_cap,
+                campaign_items.c.taken,
+                skus.c.on_hand,
+                skus.c.reserved,
+                skus.c.sold,
+                skus.c.warning_level,
+            )
+            .select_from(
+                campaign_items.join(skus, skus.c.id == campaign_items.c.sku_id).join(
+                    products, products.c.id == skus.c.product_id
+                )
+            )
+            .where(campaign_items.c.campaign_id == campaign_id)
+            .order_by(campaign_items.c.id)
+        )
+    ]
+    group_where = [buy_groups.c.campaign_id == campaign_id]
+    order_where = [orders.c.campaign_id == campaign_id]
+    if community_id is not None:
+        group_where.append(buy_groups.c.community_id == community_id)
+        order_where.append(orders.c.community_id == community_id)
+    groups = {"open": 0, "formed": 0, "settled": 0, "failed": 0}
+    virtual = 0
+    for status, count, with_virtual in conn.execute(
+        select(
+            buy_groups.c.status,
+            func.count(),
+            func.sum(case((buy_groups.c.virtual_members > 0, 1), else_=0)),
+        )
+        .where(*group_where)
+        .group_by(buy_groups.c.status)
+    ):
+        groups[status] = int(count)
+        virtual += int(with_virtual or 0)
+    o = conn.execute(
+        select(
+            func.count().label("joins"),
+            func.sum(case((orders.c.paid_at.is_not(None), 1), else_=0)).label("paid"),
+            func.sum(case((orders.c.status == "pending_payment", 1), else_=0)).label("pending"),
+            func.sum(case((orders.c.status == "cancelled", 1), else_=0)).label("cancelled"),
+            func.sum(case((orders.c.status == "refunded", 1), else_=0)).label("refunded"),
+            func.sum(case((orders.c.paid_at.is_not(None), orders.c.quantity), else_=0)).label(
+                "units_paid"
+            ),
+            func.sum(case((orders.c.paid_at.is_not(None), orders.c.paid_cents), else_=0)).label(
+                "gmv_cents"
+            ),
+            func.sum(orders.c.refunded_cents).label("refunded_cents"),
+        ).where(*order_where)
+    ).one()
+    formed = groups["formed"] + groups["settled"]
+    closed = formed + groups["failed"]
+    return {
+        "items": items,
+        "groups": {**groups, "virtual": virtual, "total": sum(groups.values())},
+        "orders": {k: int(v or 0) for k, v in o._mapping.items()},
+        "formation_rate": formed / closed if closed else None,
+    }
+
+
+def group_story(conn: Connection, group_id: str) -> dict[str, Any]:
+    """A group with its campaign, community and leader, every member's order with its payment
+    state, and its timeline: opened, joins, payments, cancellations, formed or failed, settled,
+    refunds — oldest first."""
+    from tuan.payments.store import payments as payments_table
+    from tuan.payments.store import refunds
+
+    group = _group(conn, group_id)
+    names = conn.execute(
+        select(
+            campaigns.c.name.label("campaign_name"),
+            campaigns.c.status.label("campaign_status"),
+            communities.c.name.label("community_name"),
+            customers.c.name.label("leader_name"),
+            pickup_points.c.name.label("pickup_point_name"),
+        )
+        .select_from(
+            buy_groups.join(campaigns, campaigns.c.id == buy_groups.c.campaign_id)
+            .join(customers, customers.c.id == buy_groups.c.leader_customer_id)
+            .outerjoin(communities, communities.c.id == buy_groups.c.community_id)
+            .outerjoin(pickup_points, pickup_points.c.id == buy_groups.c.pickup_point_id)
+        )
+        .where(buy_groups.c.id == group_id)
+    ).one()
+    group.update(names._mapping)
+    members = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(
+                orders.c.id.label("order_id"),
+                orders.c.customer_id,
+                customers.c.name,
+                orders.c.is_leader,
+                orders.c.status,
+                orders.c.sku_id,
+                orders.c.quantity,
+                orders.c.amount_cents,
+                orders.c.final_amount_cents,
+                orders.c.paid_cents,
+                orders.c.refunded_cents,
+                orders.c.cancel_reason,
+                orders.c.created_at,
+                orders.c.paid_at,
+                orders.c.closed_at,
+                orders.c.payment_deadline_at,
+            )
+            .select_from(orders.join(customers, customers.c.id == orders.c.customer_id))
+            .where(orders.c.group_id == group_id)
+            .order_by(orders.c.created_at, orders.c.id)
+        )
+    ]
+    by_order = {m["order_id"]: m for m in members}
+    pays = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(payments_table)
+            .where(payments_table.c.order_id.in_(list(by_order)))
+            .order_by(payments_table.c.created_at, payments_table.c.id)
+        )
+    ]
+    refs = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(refunds)
+            .where(refunds.c.order_id.in_(list(by_order)))
+            .order_by(refunds.c.created_at, refunds.c.id)
+        )
+    ]
+    for m in members:
+        mine = [p for p in pays if p["order_id"] == m["order_id"]]
+        m["payment_status"] = mine[-1]["status"] if mine else None
+        m["late_payment"] = any(p["late"] for p in mine)
+    timeline: list[dict[str, Any]] = [
+        {"at": group["opened_at"], "kind": "opened", "name": group["leader_name"]}
+    ]
+    for m in members:
+        base = {"name": m["name"], "order_id": m["order_id"]}
+        timeline.append(
+            {**base, "at": m["created_at"], "kind": "joined", "amount_cents": m["amount_cents"]}
+        )
+        if m["status"] == "cancelled" and m["closed_at"] is not None:
+            timeline.append(
+                {**base, "at": m["closed_at"], "kind": "cancelled", "reason": m["cancel_reason"]}
+            )
+    for p in pays:
+        base = {"name": by_order[p["order_id"]]["name"], "order_id": p["order_id"]}
+        if p["status"] == "succeeded" and p["succeeded_at"] is not None:
+            kind = "late_payment" if p["late"] else "paid"
+            timeline.append(
+                {**base, "at": p["succeeded_at"], "kind": kind, "amount_cents": p["amount_cents"]}
+            )
+        elif p["status"] == "failed":
+            timeline.append(
+                {
+                    **base,
+                    "at": p["created_at"],
+                    "kind": "payment_failed",
+                    "reason": p["failure_reason"],
+                }
+            )
+    for when, kind in (
+        (group["formed_at"], "formed"),
+        (group["settled_at"], "settled"),
+        (group["failed_at"], "failed"),
+    ):
+        if when is not None:
+            event: dict[str, Any] = {"at": when, "kind": kind}
+            if kind == "formed":
+                event["virtual_members"] = group["virtual_members"]
+            timeline.append(event)
+    for ref in refs:
+        base = {
+            "name": by_order[ref["order_id"]]["name"],
+            "order_id": ref["order_id"],
+            "amount_cents": ref["amount_cents"],
+            "reason": ref["reason"],
+        }
+        timeline.append({**base, "at": ref["created_at"], "kind": "refund_requested"})
+        if ref["status"] == "succeeded" and ref["succeeded_at"] is not None:
+            timeline.append({**base, "at": ref["succeeded_at"], "kind": "refunded"})
+    order = {k: i for i, k in enumerate(_TIMELINE_ORDER)}
+    timeline.sort(key=lambda e: (e["at"], order.get(e["kind"], 99)))
+    group["members"] = members
+    group["timeline"] = timeline
+    return group
+
+
+# Within one instant, the order in which things happen.
+_TIMELINE_ORDER = (
+    "opened",
+    "joined",
+    "paid",
+    "late_payment",
+    "payment_failed",
+    "cancelled",
+    "formed",
+    "failed",
+    "settled",
+    "refund_requested",
+    "refunded",
+)

@@ -112,6 +112,7 @@ buy_groups = Table(
     CheckConstraint("paid_members >= 0 AND paid_members <= seats_taken", name="paid"),
     Index("ix_buy_groups_campaign_status", "campaign_id", "status"),
     Index("ix_buy_groups_leader", "leader_customer_id"),
+    Index("ix_buy_groups_community_status", "community_id", "status"),  # board, leaders
     # The deadline queue: the scheduler takes due groups in batches from here.
     Index(
         "ix_buy_groups_due",

@@ -52,6 +52,8 @@ orders = Table(
     Index("ix_orders_group", "group_id"),
     Index("ix_orders_customer_campaign", "customer_id", "campaign_id"),
     Index("ix_orders_campaign_created", "campaign_id", "created_at"),
+    Index("ix_orders_community_created", "community_id", "created_at"),  # leaders, board
+    Index("ix_orders_paid_at", "paid_at"),  # paid today, per hour
     # No second unpaid order per customer and campaign.
     Index(
         "uq_orders_one_unpaid",

@@ -14,7 +14,9 @@ from tuan.entrypoints.console import web
 from tuan.entrypoints.console.routes import (
     admin,
     auth,
+    campaigns,
     communities,
+    groups,
     jobs,
     notifications,
     orders,
@@ -28,6 +30,8 @@ from tuan.shared.errors import DomainError, ErrorCode
 ROUTERS = [
     auth.router,
     admin.router,
+    campaigns.router,
+    groups.router,
     storefront_router,
     orders.router,
     payments.router,
@@ -67,6 +71,10 @@ def mount(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     async def root() -> Response:
         return RedirectResponse("/console", status_code=307)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return RedirectResponse("/static/favicon.svg", status_code=301)
 
     @app.exception_handler(web.LoginRequired)
     async def _login(request: Request, exc: web.LoginRequired) -> Response:
