@@ -15,5 +15,6 @@ for _ in $(seq 50); do  # wait until the sink listens, so that no first delivery
     (exec 3<>"/dev/tcp/127.0.0.1/$smtp_port") 2>/dev/null && break
     sleep 0.1
 done
-echo "demo: SMTP sink on 127.0.0.1:$smtp_port (pid $sink); API on http://$host:$port (docs: /docs)"
+echo "demo: SMTP sink on 127.0.0.1:$smtp_port (pid $sink)"
+echo "demo: console http://$host:$port/console (admin / tuan-demo) · storefront http://$host:$port/s · API docs http://$host:$port/docs"
 .venv/bin/tuan serve --host "$host" --port "$port" --no-migrate

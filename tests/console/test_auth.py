@@ -12,6 +12,7 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from tests.console.helpers import PASSWORD, Console, csrf_of, running_console
+from tuan.accounts.permissions import STAFF_ROLES
 from tuan.accounts.store import audit_log, user_sessions, users
 
 
@@ -282,3 +283,14 @@ def test_repeated_failures_lock_the_account_for_a_while(con: Console) -> None:
     # another account was never affected
     con.user("analyst")
     assert con.browser().login("analyst").status_code == 303
+
+
+def test_demo_users_sign_in_and_the_leader_is_bound_to_a_community(con: Console) -> None:
+    from tuan.demo.simulate import DEMO_PASSWORD, create_demo_users
+
+    made = create_demo_users(con.api.c)
+    assert {u["role"] for u in made} == {r.value for r in STAFF_ROLES}
+    leader = next(u for u in made if u["role"] == "leader")
+    assert leader["leader_id"] is not None
+    for user in made:
+        assert con.browser().login(user["username"], DEMO_PASSWORD).status_code == 303

@@ -1426,3 +1426,62 @@ def _retail(cents: float) -> int:
         return (c + 99) // 100 * 100
     price = c // 100 * 100 + 90
     return price if price >= c else price + 100
+
+
+# -- console sign-ins ------------------------------------------------------------------------------
+
+DEMO_PASSWORD = "tuan-demo"  # noqa: S105 - the demo's published sign-in, printed by `tuan demo`
+
+
+def create_demo_users(container: Container) -> list[dict[str, Any]]:
+    """One console user per staff role (password ``tuan-demo``), the leader bound to the first
+    community's leader: so that every page of the console can be tried at once."""
+    from sqlalchemy import select
+
+    from tuan.accounts import service as accounts
+    from tuan.accounts.permissions import STAFF_ROLES
+    from tuan.communities.store import communities, leaders
+
+    now = container.clock()
+
+    def create(conn: Any) -> list[dict[str, Any]]:
+        leader = conn.execute(
+            select(leaders.c.id, communities.c.name)
+            .select_from(leaders.join(communities, communities.c.id == leaders.c.community_id))
+            .order_by(communities.c.created_at, communities.c.id, leaders.c.id)
+            .limit(1)
+        ).first()
+        made = []
+        for role in STAFF_ROLES:
+            if role.value == "leader" and leader is None:
+                continue
+            user = accounts.create_user(
+                conn,
+                username=role.value,
+                password=DEMO_PASSWORD,
+                role=role.value,
+                now=now,
+                display_name={
+                    "admin": "管理员",
+                    "operator": "小陈(运营)",
+                    "leader": f"{leader.name if leader else ''}团长",
+                    "customer_service": "小美(客服)",
+                    "supply": "老周(供应链)",
+                    "analyst": "数据分析",
+                    "viewer": "访客",
+                }[role.value],
+                leader_id=leader.id if role.value == "leader" and leader else None,
+            )
+            accounts.audit(
+                conn,
+                accounts.SYSTEM,
+                "user.create",
+                now=now,
+                entity_type="user",
+                entity_id=user["id"],
+                after=user,
+            )
+            made.append(user)
+        return made
+
+    return container.db.write(create)

@@ -159,7 +159,7 @@ def demo(
 
     from tuan.bootstrap import build
     from tuan.config import get_settings
-    from tuan.demo.simulate import run_demo
+    from tuan.demo.simulate import DEMO_PASSWORD, create_demo_users, run_demo
     from tuan.shared.clock import FrozenClock, utcnow
 
     settings = get_settings()
@@ -184,6 +184,7 @@ def demo(
                 bar.update(tasks[stage], completed=done, total=total)
 
             summary = run_demo(c, seed=seed, scale=scale, progress=progress)
+        demo_users = create_demo_users(c)
     finally:
         c.close()
     table = Table(title=f"demo business · 演示数据 (seed {seed})")
@@ -192,6 +193,14 @@ def demo(
     for key, value in vars(summary).items():
         table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
     console.print(table)
+    users = Table(title="console sign-ins · 运营台账号 (/console/login)")
+    users.add_column("username 用户名")
+    users.add_column("role 角色")
+    users.add_column("password 密码")
+    for user in demo_users:
+        users.add_row(user["username"], user["role"], DEMO_PASSWORD)
+    console.print(users)
+    console.print("storefront 店铺: /s  (sandbox SMS codes 沙箱短信验证码: /s/sandbox/sms)")
 
 
 def _reset_database(url: str) -> None:
