@@ -210,7 +210,7 @@ def build_business(db_url: str, customers: int, stock: int) -> Setup:
 # -- the two measurements ---------------------------------------------------------------------
 
 
-async def hello(host: str, port: int, seconds: float) -> tuple[float, int]:
+async def hello(host: str, port: int, seconds: float) -> tuple[float, int, int]:
     clients = [Client(host, port) for _ in range(CONNECTIONS)]
     await asyncio.gather(*(cl.connect() for cl in clients))
     count = 0
@@ -231,7 +231,7 @@ async def hello(host: str, port: int, seconds: float) -> tuple[float, int]:
     elapsed = time.perf_counter() - t0
     for cl in clients:
         cl.close()
-    return count / elapsed, errors
+    return count / elapsed, errors, count
 
 
 @dataclass
@@ -243,6 +243,8 @@ class JoinStats:
     refusals: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     received: int = 0
+    taken_before: int = 0  # the SKU's reserved + sold before the phase (the leaders' orders)
+    percentiles_ms: tuple[float, float] | None = None  # p50, p99 as wrk measured them
 
     def refuse(self, code: str) -> None:
         self.refusals[code] = self.refusals.get(code, 0) + 1
@@ -344,6 +346,128 @@ async def pays(host: str, port: int, token: str, paths: list[str]) -> tuple[int,
     return done, errors
 
 
+# -- the same two measurements with wrk, when it is installed ---------------------------------
+
+WRK_THREADS = 1  # one C thread drives 64 connections at >50k req/s; the rest is the server's
+LUA = Path(__file__).with_suffix(".lua")
+
+
+def find_wrk(install: bool = True) -> str | None:
+    """``wrk`` on PATH; else, as root on Debian, ``apt-get install wrk`` first."""
+    exe = shutil.which("wrk")
+    if exe or not install or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return exe
+    console.print("[dim]installing wrk (apt-get install -y wrk) for the load generator[/]")
+    cmd = ["apt-get", "install", "-y", "-q", "wrk"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for attempt in (cmd, ["apt-get", "update", "-q"], cmd):
+        done = subprocess.run(attempt, env=env, capture_output=True, check=False, timeout=600)
+        if attempt is cmd and done.returncode == 0:
+            break
+    return shutil.which("wrk")
+
+
+async def _wrk(
+    wrk: str, url: str, seconds: float, out: Path, *args: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run wrk with http_join.lua; its summary and each thread's counts."""
+    proc = await asyncio.create_subprocess_exec(
+        wrk,
+        f"-t{WRK_THREADS}",
+        f"-c{CONNECTIONS}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(LUA),
+        url,
+        "--",
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    summary_file = Path(f"{args[1]}.summary")
+    if proc.returncode != 0 or not summary_file.exists():
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {err.decode(errors='replace')}")
+    summary = json.loads(summary_file.read_text())
+    return summary, summary["threads"]
+
+
+async def hello_wrk(wrk: str, url: str, seconds: float, tmp: Path) -> tuple[float, int, int]:
+    summary, threads = await _wrk(wrk, url, seconds, tmp, "hello", str(tmp / "hello"))
+    count = sum(t["ok"] for t in threads)
+    errors = sum(t["refused"] for t in threads) + summary["socket_errors"]
+    return count / (summary["duration_us"] / 1e6), errors, count
+
+
+async def joins_wrk(
+    wrk: str,
+    url: str,
+    token: str,
+    setup: Setup,
+    seconds: float,
+    api: Api,
+    tmp: Path,
+    sku: dict[str, Any],
+) -> JoinStats:
+    """Each customer once, in order; customer i joins group i // (capacity - 1), so that every
+    group fills exactly and no request is refused for a full group."""
+    stats = JoinStats(received=setup.stock, taken_before=sku["reserved"] + sku["sold"])
+    work = tmp / "work.txt"
+    per_group = GROUP_CAPACITY - 1
+    work.write_text(
+        "".join(f"{c} {setup.group_codes[i // per_group]}\n" for i, c in enumerate(setup.customers))
+    )
+    out = tmp / "join"
+    t0 = time.perf_counter()
+    cal = asyncio.create_task(_calibrate(api, setup, seconds, t0, stats))
+    summary, threads = await _wrk(
+        wrk, url, seconds + 1, tmp, "join", str(out), str(work), token, str(WRK_THREADS)
+    )
+    if not cal.done():
+        cal.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await cal
+    stats.joins = sum(t["ok"] for t in threads)
+    started = [t["first"] for t in threads if t["first"]]
+    ended = [t["last_ok"] for t in threads if t["last_ok"]]
+    stats.elapsed = max(ended) - min(started) if started and ended else 0.0
+    for t in threads:
+        for code, n in t["codes"].items():
+            stats.refusals[code] = stats.refusals.get(code, 0) + n
+            if code == "internal_error" or code.startswith("5"):
+                stats.errors += [code] * n
+        if t["exhausted"]:
+            console.print("[yellow]note[/] the customers ran out before the stock")
+    if summary["socket_errors"]:
+        stats.errors.append(f"{summary['socket_errors']} socket errors")
+    for i in range(WRK_THREADS):
+        stats.pay_paths += [p for p in Path(f"{out}.{i}").read_text().splitlines() if p]
+    stats.percentiles_ms = (summary["p50_us"] / 1000, summary["p99_us"] / 1000)
+    return stats
+
+
+async def _calibrate(api: Api, setup: Setup, seconds: float, t0: float, stats: JoinStats) -> None:
+    """After a moment, cut the stock so that it runs out about ``seconds`` in (the rate so far
+    read from the server: units taken since the start)."""
+    await asyncio.sleep(min(2.0, seconds / 4))
+    sku = await asyncio.to_thread(api.get, f"/api/v1/skus/{setup.sku_id}")
+    taken = sku["reserved"] + sku["sold"]
+    rate = (taken - stats.taken_before) / (time.perf_counter() - t0)
+    taken += 4 * CONNECTIONS  # and what is in flight
+    want = int(taken + rate * (seconds - (time.perf_counter() - t0)))
+    cut = min(0, want - setup.stock)
+    if cut < 0:
+        await asyncio.to_thread(
+            api.post,
+            f"/api/v1/skus/{setup.sku_id}/stock",
+            {"quantity": cut, "reason": "adjust"},
+            idem=True,
+        )
+        stats.received = setup.stock + cut
+
+
 def _paid_orders(db_path: Path) -> int:
     with contextlib.closing(sqlite3.connect(db_path, timeout=30)) as conn:
         return int(
@@ -368,9 +492,33 @@ def _wait_callbacks(db_path: Path, timeout: float = 120) -> int:
         time.sleep(0.5)
 
 
-def run(*, quick: bool = False, workers: int = 1, pyspy: str | None = None) -> dict[str, Any]:
+def _server_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by the server's process group (its workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pid:  # pgrp: the server runs in its own session and group
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def run(
+    *, quick: bool = False, workers: int = 1, pyspy: str | None = None, generator: str = "auto"
+) -> dict[str, Any]:
     seconds = 3.0 if quick else 10.0
-    customers = 4_000 if quick else 20_000
+    customers = 4_000 if quick else 30_000
+    wrk = find_wrk() if generator in ("auto", "wrk") else None
+    if generator == "wrk" and wrk is None:
+        raise SystemExit("wrk is not installed and could not be installed")
+    if wrk is None and generator == "auto":
+        console.print(
+            "[yellow]note[/] wrk not found: the Python load generator is used; it takes most of"
+            " a core of this machine, so figures are lower than with wrk (docs/benchmarks.md)"
+        )
     tmp = Path(tempfile.mkdtemp(prefix="tuan-bench-http-"))
     db_path = tmp / "bench.db"
     db_url = f"sqlite:///{db_path}"
@@ -381,17 +529,33 @@ def run(*, quick: bool = False, workers: int = 1, pyspy: str | None = None) -> d
         token = operator_token(db_url)
         console.print(
             f"[dim]setup: {customers:,} customers, {len(setup.group_codes)} groups of "
-            f"{GROUP_CAPACITY}, in {time.perf_counter() - t:.1f}s[/]"
+            f"{GROUP_CAPACITY}, in {time.perf_counter() - t:.1f}s; load generator: "
+            f"{'wrk' if wrk else 'Python (asyncio)'}[/]"
         )
         srv = TuanServer(db_url, workers=workers, migrate_first=False, log_path=tmp / "serve.log")
         with srv:
             host, port = "127.0.0.1", srv.port
-            hello_per_s, hello_errors = asyncio.run(_with_uvloop(hello(host, port, seconds)))
+            cpu0 = _server_cpu_s(srv.pid)
+            hello_per_s, hello_errors, hello_n = asyncio.run(
+                _with_uvloop(
+                    hello_wrk(wrk, srv.url, seconds, tmp) if wrk else hello(host, port, seconds)
+                )
+            )
+            hello_cpu_us = (_server_cpu_s(srv.pid) - cpu0) / max(1, hello_n) * 1e6
             spy: subprocess.Popen[bytes] | None = None
             if pyspy:
                 spy = _start_pyspy(srv.pid, pyspy, seconds, workers)
             with Api(srv.url, token) as api:
-                stats = asyncio.run(_with_uvloop(joins(host, port, token, setup, seconds, api)))
+                sku = api.get(f"/api/v1/skus/{setup.sku_id}")  # also warms the thread pool up
+                cpu0 = _server_cpu_s(srv.pid)
+                stats = asyncio.run(
+                    _with_uvloop(
+                        joins_wrk(wrk, srv.url, token, setup, seconds, api, tmp, sku)
+                        if wrk
+                        else joins(host, port, token, setup, seconds, api)
+                    )
+                )
+                join_cpu_us = (_server_cpu_s(srv.pid) - cpu0) / max(1, stats.joins) * 1e6
                 if spy is not None:
                     spy.wait(timeout=120)
                 paid_before = _paid_orders(db_path)
@@ -407,6 +571,8 @@ def run(*, quick: bool = False, workers: int = 1, pyspy: str | None = None) -> d
         lat = sorted(stats.latencies)
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else float("nan")
         p50 = lat[len(lat) // 2] * 1000 if lat else float("nan")
+        if stats.percentiles_ms is not None:
+            p50, p99 = stats.percentiles_ms
         joins_per_s = stats.joins / stats.elapsed if stats.elapsed else 0.0
         paid_per_s = paid / pay_elapsed if pay_elapsed else 0.0
         oversold = max(0, sku["reserved"] + sku["sold"] - stats.received)
@@ -431,6 +597,7 @@ def run(*, quick: bool = False, workers: int = 1, pyspy: str | None = None) -> d
             ("paid/s (confirm + signed callback applied)", f"{paid_per_s:,.0f}"),
             ("ratio joins/hello", f"{result['ratio']:.3f}"),
             ("join latency p50 / p99", f"{p50:.1f} / {p99:.1f} ms"),
+            ("server CPU per hello / per join", f"{hello_cpu_us:.0f} / {join_cpu_us:.0f} µs"),
             ("refusals", json.dumps(stats.refusals)),
             ("5xx / pay errors", str(len(stats.errors))),
             ("callbacks left undelivered", str(left)),
@@ -443,6 +610,9 @@ def run(*, quick: bool = False, workers: int = 1, pyspy: str | None = None) -> d
         for e in stats.errors[:3]:
             console.print(f"[red]error[/] {e}")
         result["errors"] = len(stats.errors)
+        result["generator"] = "wrk" if wrk else "python"
+        result["hello_cpu_us"] = round(hello_cpu_us)
+        result["join_cpu_us"] = round(join_cpu_us)
         return result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -475,9 +645,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "1")))
     parser.add_argument("--pyspy", help="record a py-spy profile of the join phase here")
+    parser.add_argument(
+        "--generator",
+        choices=("auto", "wrk", "python"),
+        default=os.environ.get("BENCH_GENERATOR", "auto"),
+        help="load generator: wrk (installed with apt-get if missing), the Python one, or auto",
+    )
     args = parser.parse_args(argv)
     _install_uvloop()
-    result = run(quick=args.quick, workers=args.workers, pyspy=args.pyspy)
+    result = run(quick=args.quick, workers=args.workers, pyspy=args.pyspy, generator=args.generator)
     print(
         json.dumps(
             {

@@ -376,8 +376,12 @@ class Prepared:
             if value is not None:
                 if value.tzinfo is None:
                     raise ValueError("naive datetime given to the database; use an aware UTC time")
-                value = value.astimezone(UTC)
-                out[name] = value.replace(tzinfo=None).strftime(_SQLITE_TIME) if sqlite else value
+                if value.tzinfo is not UTC:
+                    value = value.astimezone(UTC)
+                # _SQLITE_TIME's text; isoformat writes it in half the time of strftime
+                out[name] = (
+                    value.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else value
+                )
         for name in self.in_json:
             if name in out:
                 out[name] = _dump_json(out[name], sqlite)

@@ -117,13 +117,16 @@ async def idempotency(
     return _idempotency(request, principal, idempotency_key)
 
 
-def _idempotency(request: Request, principal: Principal, key: str | None) -> Idempotency:
+def _idempotency(
+    request: Request, principal: Principal, key: str | None, path: str | None = None
+) -> Idempotency:
+    """``path``: the request's path when the caller knows it (saves building ``request.url``)."""
     key = (key or "").strip()
     if not key:
         raise DomainError(IDEMPOTENCY_REQUIRED)
     if len(key) > 120:
         raise DomainError(VALIDATION, detail="Idempotency-Key is longer than 120 characters")
-    scope = f"{principal.token_id}:{request.method}:{request.url.path}"[:120]
+    scope = f"{principal.token_id}:{request.method}:{path or request.url.path}"[:120]
     return Idempotency(key=key, scope=scope, request_hash="")
 
 

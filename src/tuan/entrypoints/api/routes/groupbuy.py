@@ -7,10 +7,13 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 from sqlalchemy import Connection, select
 
+from tuan.bootstrap import Container
 from tuan.entrypoints.api.deps import (
     ContainerDep,
+    Idempotency,
     IdempotencyDep,
     MoneyCallDep,
     Principal,
@@ -204,7 +207,7 @@ async def _join(
     *,
     group_id: str | None,
     invite_code: str | None,
-) -> Any:
+) -> Response:
     customer_id = who.customer_for(body.customer_id)
     payload = {"group": group_id, "code": invite_code, **body.model_dump(mode="json")}
 
@@ -244,10 +247,16 @@ async def join_group(group_id: str, body: JoinIn, call: MoneyCallDep) -> Any:
 @money.post("/groups/join", status_code=201, response_model=PlacementOut, tags=["groups"])
 async def join_by_code(body: JoinByCodeIn, call: MoneyCallDep) -> Any:
     """One-tap join (一键参团) with the invite code from a share link."""
+    return await join_by_code_call(call.container, call.who, call.idem, body)
+
+
+async def join_by_code_call(
+    c: Container, who: Principal, idem: Idempotency, body: JoinByCodeIn
+) -> Response:
+    """The one-tap join itself, shared by the route above (which documents it in OpenAPI) and
+    the lean route that serves it (``api/lean.py``, ADR 0004)."""
     join = JoinIn.model_validate(body.model_dump(exclude={"invite_code"}))
-    return await _join(
-        call.container, call.who, call.idem, join, group_id=None, invite_code=body.invite_code
-    )
+    return await _join(c, who, idem, join, group_id=None, invite_code=body.invite_code)
 
 
 @money.get("/groups/{group_id}", response_model=GroupOut, tags=["groups"])
