@@ -6,7 +6,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, Header, Request
@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from tuan.accounts import service as accounts
+from tuan.accounts.permissions import PERM_LABELS, Perm, allowed
 from tuan.bootstrap import Container
 from tuan.payments.store import IDEMPOTENCY_GET, IDEMPOTENCY_PUT
 from tuan.shared.db import RetryTransaction
@@ -26,6 +27,8 @@ from tuan.shared.errors import (
     VALIDATION,
     DomainError,
 )
+
+T = TypeVar("T")
 
 
 async def get_container(request: Request) -> Container:
@@ -42,10 +45,16 @@ class Principal:
     role: str
     subject_id: str | None
     community_id: str | None = None
+    name: str = ""
 
-    def require(self, *roles: str, action: str) -> None:
-        if self.role not in roles:
-            raise DomainError(FORBIDDEN, role=self.role, action=action)
+    def require(self, *perms: Perm) -> None:
+        """The permission matrix (accounts.permissions): any one of ``perms`` will do."""
+        if not any(allowed(self.role, perm) for perm in perms):
+            raise DomainError(FORBIDDEN, role=self.role, action=PERM_LABELS[perms[0]][1])
+
+    @property
+    def actor(self) -> accounts.Actor:
+        return accounts.Actor(self.token_id, "token", self.name or self.token_id, self.role)
 
     def customer_for(self, requested: str | None) -> str:
         """Customers act as themselves; operators name the customer they act for."""
@@ -54,7 +63,7 @@ class Principal:
                 raise DomainError(FORBIDDEN, role=self.role, action="act for another customer")
             assert self.subject_id is not None
             return self.subject_id
-        self.require("operator", action="act for a customer")
+        self.require(Perm.ACT_FOR_CUSTOMER)
         if requested is None:
             raise DomainError(VALIDATION, detail="customer_id is required / 需要 customer_id")
         return requested
@@ -86,7 +95,9 @@ def _principal(request: Request, authorization: str | None) -> Principal:
         principal = (
             None
             if row is None
-            else Principal(row["id"], row["role"], row["subject_id"], row.get("community_id"))
+            else Principal(
+                row["id"], row["role"], row["subject_id"], row.get("community_id"), row["name"]
+            )
         )
         if len(_token_cache) > 100_000:
             _token_cache.clear()
@@ -97,6 +108,28 @@ def _principal(request: Request, authorization: str | None) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+class Allow:
+    """Dependency: the caller, holding one of ``perms`` of the permission matrix.
+
+    Resolved before the request body is read, so a caller without the permission gets 403
+    whatever they sent; the permissions stay on the instance, so tests can list them."""
+
+    def __init__(self, *perms: Perm) -> None:
+        self.perms = perms
+
+    async def __call__(
+        self, request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> Principal:
+        who = _principal(request, authorization)
+        who.require(*self.perms)
+        return who
+
+
+def allow(*perms: Perm) -> Any:
+    """``who: Principal = allow(Perm.X)`` in a route's signature."""
+    return Depends(Allow(*perms))
 
 
 @dataclass(frozen=True)
@@ -152,6 +185,8 @@ async def money_call(
     ] = None,
 ) -> MoneyCall:
     principal = _principal(request, authorization)
+    # open and join: customers for themselves, staff allowed to act for a customer
+    principal.require(Perm.SHOP, Perm.ACT_FOR_CUSTOMER)
     return MoneyCall(
         request.app.state.container, principal, _idempotency(request, principal, idempotency_key)
     )
@@ -218,3 +253,36 @@ async def idempotent_write(
 def json_response(result: Any, status_code: int) -> Response:
     """A stored (replayable) result, already in JSON form."""
     return Response(orjson.dumps(result), status_code=status_code, media_type="application/json")
+
+
+def audited(
+    who: Principal,
+    c: Container,
+    action: str,
+    entity_type: str,
+    fn: Callable[[Connection], T],
+    *,
+    entity_id: str = "",
+    before: Callable[[Connection], Any] | None = None,
+) -> Callable[[Connection], T]:
+    """``fn`` plus its audit-log row (who, what, before, after), in the same transaction."""
+
+    def run(conn: Connection) -> T:
+        prior = before(conn) if before is not None else None
+        result = fn(conn)
+        ident = entity_id
+        if not ident and isinstance(result, dict):
+            ident = str(result.get("id", ""))
+        accounts.audit(
+            conn,
+            who.actor,
+            action,
+            now=c.clock(),
+            entity_type=entity_type,
+            entity_id=ident,
+            before=prior,
+            after=result,
+        )
+        return result
+
+    return run

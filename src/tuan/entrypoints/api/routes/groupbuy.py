@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection, select
 
+from tuan.accounts.permissions import Perm
 from tuan.bootstrap import Container
 from tuan.entrypoints.api.deps import (
     ContainerDep,
@@ -17,7 +18,8 @@ from tuan.entrypoints.api.deps import (
     IdempotencyDep,
     MoneyCallDep,
     Principal,
-    PrincipalDep,
+    allow,
+    audited,
     idempotent_write,
 )
 from tuan.entrypoints.api.schemas.groupbuy import (
@@ -82,41 +84,68 @@ def _rules(body: CampaignIn) -> model.CampaignRules:
 
 
 @router.post("/campaigns", status_code=201, response_model=CampaignOut, tags=["campaigns"])
-async def create_campaign(body: CampaignIn, c: ContainerDep, who: PrincipalDep) -> Any:
+async def create_campaign(
+    body: CampaignIn, c: ContainerDep, who: Annotated[Principal, allow(Perm.CAMPAIGNS_EDIT)]
+) -> Any:
     """Create a campaign as a draft, or published (scheduled or live by its start time)."""
-    who.require("operator", action="create campaigns")
     rules = _rules(body)
     return await c.db.write_async(
-        lambda conn: groupbuy.create_campaign(conn, rules, c.clock(), publish=body.publish)
+        audited(
+            who,
+            c,
+            "campaign.create",
+            "campaign",
+            lambda conn: groupbuy.create_campaign(conn, rules, c.clock(), publish=body.publish),
+        )
     )
 
 
 @router.put("/campaigns/{campaign_id}", response_model=CampaignOut, tags=["campaigns"])
 async def update_campaign(
-    campaign_id: str, body: CampaignIn, c: ContainerDep, who: PrincipalDep
+    campaign_id: str,
+    body: CampaignIn,
+    c: ContainerDep,
+    who: Annotated[Principal, allow(Perm.CAMPAIGNS_EDIT)],
 ) -> Any:
-    who.require("operator", action="edit campaigns")
     rules = _rules(body)
     return await c.db.write_async(
-        lambda conn: groupbuy.update_campaign(conn, campaign_id, rules, c.clock())
+        audited(
+            who,
+            c,
+            "campaign.update",
+            "campaign",
+            lambda conn: groupbuy.update_campaign(conn, campaign_id, rules, c.clock()),
+            entity_id=campaign_id,
+            before=lambda conn: groupbuy.get_campaign(conn, campaign_id),
+        )
     )
 
 
 @router.post("/campaigns/{campaign_id}/status", response_model=CampaignOut, tags=["campaigns"])
 async def set_campaign_status(
-    campaign_id: str, body: CampaignStatusIn, c: ContainerDep, who: PrincipalDep
+    campaign_id: str,
+    body: CampaignStatusIn,
+    c: ContainerDep,
+    who: Annotated[Principal, allow(Perm.CAMPAIGNS_EDIT)],
 ) -> Any:
     """Publish, pause, resume (``live``) or end a campaign."""
-    who.require("operator", action="change a campaign's status")
     return await c.db.write_async(
-        lambda conn: groupbuy.set_campaign_status(conn, campaign_id, body.status, c.clock())
+        audited(
+            who,
+            c,
+            f"campaign.{body.status}",
+            "campaign",
+            lambda conn: groupbuy.set_campaign_status(conn, campaign_id, body.status, c.clock()),
+            entity_id=campaign_id,
+            before=lambda conn: {"status": groupbuy.get_campaign(conn, campaign_id)["status"]},
+        )
     )
 
 
 @router.get("/campaigns", response_model=list[CampaignOut], tags=["campaigns"])
 def list_campaigns(
     c: ContainerDep,
-    who: PrincipalDep,
+    who: Annotated[Principal, allow(Perm.CAMPAIGNS_VIEW, Perm.SHOP)],
     status: str | None = Query(None, max_length=16),
     limit: int = Query(50, ge=1, le=500),
 ) -> Any:
@@ -128,7 +157,11 @@ def list_campaigns(
 
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignOut, tags=["campaigns"])
-def get_campaign(campaign_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
+def get_campaign(
+    campaign_id: str,
+    c: ContainerDep,
+    who: Annotated[Principal, allow(Perm.CAMPAIGNS_VIEW, Perm.SHOP)],
+) -> Any:
     with c.db.read() as conn:
         return groupbuy.get_campaign(conn, campaign_id)
 
@@ -260,7 +293,9 @@ async def join_by_code_call(
 
 
 @money.get("/groups/{group_id}", response_model=GroupOut, tags=["groups"])
-def get_group(group_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
+def get_group(
+    group_id: str, c: ContainerDep, who: Annotated[Principal, allow(Perm.GROUPS_VIEW, Perm.SHOP)]
+) -> Any:
     with c.db.read() as conn:
         group = groupbuy.get_group(conn, group_id)
     _may_see_group(who, group)
@@ -268,7 +303,9 @@ def get_group(group_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
 
 
 @money.get("/groups/by-code/{invite_code}", response_model=GroupOut, tags=["groups"])
-def get_group_by_code(invite_code: str, c: ContainerDep, who: PrincipalDep) -> Any:
+def get_group_by_code(
+    invite_code: str, c: ContainerDep, who: Annotated[Principal, allow(Perm.GROUPS_VIEW, Perm.SHOP)]
+) -> Any:
     """What a customer sees from a share link before joining."""
     with c.db.read() as conn:
         return _group_out(groupbuy.group_by_code(conn, invite_code))
@@ -282,7 +319,13 @@ def _may_see_group(who: Principal, group: dict[str, Any]) -> None:
 # -- orders, payments, refunds ---------------------------------------------------------------
 
 
-def _own_order(who: Principal, order: dict[str, Any]) -> None:
+def _own_order(who: Principal, order: dict[str, Any], *, act: bool = False) -> None:
+    """Staff who may read orders see them (leaders: their community's); customers their own.
+    To act on an order (cancel, pay) staff need to be allowed to act for customers."""
+    if act:
+        who.require(Perm.ACT_FOR_CUSTOMER, Perm.SHOP)
+    else:
+        who.require(Perm.ORDERS_VIEW, Perm.SHOP)
     if who.role == "customer" and order["customer_id"] != who.subject_id:
         raise DomainError(FORBIDDEN, role=who.role, action="see another customer's order")
     if who.role == "leader" and order["community_id"] != who.community_id:
@@ -290,7 +333,9 @@ def _own_order(who: Principal, order: dict[str, Any]) -> None:
 
 
 @money.get("/orders/{order_id}", response_model=OrderOut, tags=["orders"])
-def get_order(order_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
+def get_order(
+    order_id: str, c: ContainerDep, who: Annotated[Principal, allow(Perm.ORDERS_VIEW, Perm.SHOP)]
+) -> Any:
     with c.db.read() as conn:
         order = orders_service.get_order(conn, order_id)
     _own_order(who, order)
@@ -298,12 +343,16 @@ def get_order(order_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
 
 
 @money.post("/orders/{order_id}/cancel", response_model=OrderOut, tags=["orders"])
-async def cancel_order(order_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
+async def cancel_order(
+    order_id: str,
+    c: ContainerDep,
+    who: Annotated[Principal, allow(Perm.ACT_FOR_CUSTOMER, Perm.SHOP)],
+) -> Any:
     """Cancel an order still awaiting payment (releases its seat and stock)."""
 
     def run(conn: Connection) -> dict[str, Any]:
         order = orders_service.get_order(conn, order_id)
-        _own_order(who, order)
+        _own_order(who, order, act=True)
         return orders_service.cancel_by_customer(conn, order_id, c.clock())
 
     return await c.db.write_async(run)
@@ -313,7 +362,11 @@ async def cancel_order(order_id: str, c: ContainerDep, who: PrincipalDep) -> Any
     "/orders/{order_id}/payments", status_code=201, response_model=PaymentOut, tags=["payments"]
 )
 async def start_payment(
-    order_id: str, body: PayIn, c: ContainerDep, who: PrincipalDep, idem: IdempotencyDep
+    order_id: str,
+    body: PayIn,
+    c: ContainerDep,
+    who: Annotated[Principal, allow(Perm.ACT_FOR_CUSTOMER, Perm.SHOP)],
+    idem: IdempotencyDep,
 ) -> Any:
     """Start paying an order: returns the provider's pay link."""
     provider = payments._provider(c.providers, body.provider)
@@ -325,7 +378,7 @@ async def start_payment(
         lambda k: PaymentOut.model_validate(
             payments.start_payment(k, order_id, provider, c.clock())
         ).model_dump(mode="json"),
-        check=lambda conn: _own_order(who, orders_service.get_order(conn, order_id)),
+        check=lambda conn: _own_order(who, orders_service.get_order(conn, order_id), act=True),
     )
 
 
@@ -342,7 +395,9 @@ async def provider_callback(provider: str, request: Request, c: ContainerDep) ->
 
 
 @money.get("/payments/{payment_id}", response_model=PaymentOut, tags=["payments"])
-def get_payment(payment_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
+def get_payment(
+    payment_id: str, c: ContainerDep, who: Annotated[Principal, allow(Perm.ORDERS_VIEW, Perm.SHOP)]
+) -> Any:
     with c.db.read() as conn:
         payment = payments.get_payment(conn, payment_id)
         _own_order(who, orders_service.get_order(conn, payment["order_id"]))
@@ -353,31 +408,43 @@ def get_payment(payment_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
     "/orders/{order_id}/refunds", status_code=201, response_model=RefundOut, tags=["refunds"]
 )
 async def refund_order(
-    order_id: str, body: RefundIn, c: ContainerDep, who: PrincipalDep, idem: IdempotencyDep
+    order_id: str,
+    body: RefundIn,
+    c: ContainerDep,
+    who: Annotated[Principal, allow(Perm.REFUNDS_CREATE)],
+    idem: IdempotencyDep,
 ) -> Any:
     """Full or partial after-sales refund of a settled order; idempotent on ``refund_no``."""
-    who.require("operator", action="refund orders")
 
     return await idempotent_write(
         c,
         idem,
         {"order": order_id, **body.model_dump(mode="json")},
         201,
-        lambda k: RefundOut.model_validate(
-            payments.request_after_sales_refund(
-                k,
-                order_id=order_id,
-                amount_cents=body.amount_cents,
-                refund_no=body.refund_no,
-                reason=body.reason,
-                now=c.clock(),
-            )
-        ).model_dump(mode="json"),
+        audited(
+            who,
+            c,
+            "refund.create",
+            "order",
+            lambda k: RefundOut.model_validate(
+                payments.request_after_sales_refund(
+                    k,
+                    order_id=order_id,
+                    amount_cents=body.amount_cents,
+                    refund_no=body.refund_no,
+                    reason=body.reason,
+                    now=c.clock(),
+                )
+            ).model_dump(mode="json"),
+            entity_id=order_id,
+        ),
     )
 
 
 @money.get("/orders/{order_id}/refunds", response_model=list[RefundOut], tags=["refunds"])
-def list_refunds(order_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
+def list_refunds(
+    order_id: str, c: ContainerDep, who: Annotated[Principal, allow(Perm.ORDERS_VIEW, Perm.SHOP)]
+) -> Any:
     with c.db.read() as conn:
         _own_order(who, orders_service.get_order(conn, order_id))
         return payments.order_refunds(conn, order_id)

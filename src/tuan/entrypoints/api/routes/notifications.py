@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from sqlalchemy import Connection
 
-from tuan.entrypoints.api.deps import ContainerDep, PrincipalDep
+from tuan.accounts import service as accounts
+from tuan.accounts.permissions import Perm
+from tuan.entrypoints.api.deps import ContainerDep, Principal, allow, audited
 from tuan.entrypoints.api.schemas.notifications import (
     NotificationOut,
     WebhookActiveIn,
@@ -19,39 +22,64 @@ router = APIRouter(prefix="/api/v1", tags=["notifications"])
 
 
 @router.post("/webhooks", status_code=201, response_model=WebhookOut)
-async def create_webhook(body: WebhookIn, c: ContainerDep, who: PrincipalDep) -> Any:
+async def create_webhook(
+    body: WebhookIn, c: ContainerDep, who: Annotated[Principal, allow(Perm.NOTIFICATIONS_EDIT)]
+) -> Any:
     """Register an endpoint; events are POSTed to it signed with the secret returned here
     (``Tuan-Signature: t=…,v1=HMAC-SHA256(secret, "t.body")``)."""
-    who.require("operator", action="manage webhooks")
-    return await c.db.write_async(
-        lambda conn: notifications.create_webhook_endpoint(
-            conn, body.url, body.event_types, c.clock()
+
+    def run(conn: Connection) -> dict[str, Any]:
+        made = notifications.create_webhook_endpoint(conn, body.url, body.event_types, c.clock())
+        # the signing secret is shown once, here, and never written to the audit log
+        public = {k: v for k, v in made.items() if k != "secret"}
+        accounts.audit(
+            conn,
+            who.actor,
+            "webhook.create",
+            now=c.clock(),
+            entity_type="webhook",
+            entity_id=str(made["id"]),
+            after=public,
         )
-    )
+        return made
+
+    return await c.db.write_async(run)
 
 
 @router.get("/webhooks", response_model=list[WebhookOut])
-def list_webhooks(c: ContainerDep, who: PrincipalDep) -> Any:
-    who.require("operator", action="manage webhooks")
+def list_webhooks(
+    c: ContainerDep, who: Annotated[Principal, allow(Perm.NOTIFICATIONS_EDIT)]
+) -> Any:
     with c.db.read() as conn:
         return notifications.list_webhook_endpoints(conn)
 
 
 @router.put("/webhooks/{endpoint_id}/active", response_model=WebhookOut)
 async def set_webhook_active(
-    endpoint_id: str, body: WebhookActiveIn, c: ContainerDep, who: PrincipalDep
+    endpoint_id: str,
+    body: WebhookActiveIn,
+    c: ContainerDep,
+    who: Annotated[Principal, allow(Perm.NOTIFICATIONS_EDIT)],
 ) -> Any:
     """Pause or resume an endpoint."""
-    who.require("operator", action="manage webhooks")
     return await c.db.write_async(
-        lambda conn: notifications.set_webhook_endpoint_active(conn, endpoint_id, body.active)
+        audited(
+            who,
+            c,
+            "webhook.enable" if body.active else "webhook.disable",
+            "webhook",
+            lambda conn: _without_secret(
+                notifications.set_webhook_endpoint_active(conn, endpoint_id, body.active)
+            ),
+            entity_id=endpoint_id,
+        )
     )
 
 
 @router.get("/notifications", response_model=list[NotificationOut])
 def list_notifications(
     c: ContainerDep,
-    who: PrincipalDep,
+    who: Annotated[Principal, allow(Perm.NOTIFICATIONS_VIEW, Perm.SHOP)],
     channel: Literal["email", "webhook", "in_app"] | None = None,
     status: Literal["queued", "sent", "failed", "dead"] | None = None,
     customer_id: str | None = Query(None, max_length=40),
@@ -63,7 +91,7 @@ def list_notifications(
     if who.role == "customer":
         customer_id, channel = who.subject_id, "in_app"
     else:
-        who.require("operator", action="read notifications")
+        who.require(Perm.NOTIFICATIONS_VIEW)
     with c.db.read() as conn:
         return notifications.list_notifications(
             conn,
@@ -77,9 +105,21 @@ def list_notifications(
 
 
 @router.post("/notifications/{notification_id}/requeue", response_model=NotificationOut)
-async def requeue(notification_id: str, c: ContainerDep, who: PrincipalDep) -> Any:
+async def requeue(
+    notification_id: str, c: ContainerDep, who: Annotated[Principal, allow(Perm.NOTIFICATIONS_EDIT)]
+) -> Any:
     """Send a dead or failed notification again."""
-    who.require("operator", action="resend notifications")
     return await c.db.write_async(
-        lambda conn: notifications.requeue_notification(conn, notification_id, c.clock())
+        audited(
+            who,
+            c,
+            "notification.requeue",
+            "notification",
+            lambda conn: notifications.requeue_notification(conn, notification_id, c.clock()),
+            entity_id=notification_id,
+        )
     )
+
+
+def _without_secret(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "secret"}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
-from tuan.entrypoints.api.deps import ContainerDep, PrincipalDep
+from tuan.accounts.permissions import Perm
+from tuan.entrypoints.api.deps import ContainerDep, Principal, allow
 from tuan.entrypoints.api.schemas.groupbuy import SandboxPayIn
 from tuan.reconcile import run_checks
 
@@ -30,8 +31,7 @@ def ready(c: ContainerDep) -> Any:
 
 
 @router.get("/api/v1/reconcile", tags=["system"])
-def reconcile(c: ContainerDep, who: PrincipalDep) -> Any:
-    who.require("operator", action="run reconcile")
+def reconcile(c: ContainerDep, who: Annotated[Principal, allow(Perm.RECONCILE_RUN)]) -> Any:
     with c.db.read() as conn:
         results = run_checks(conn)
     return {

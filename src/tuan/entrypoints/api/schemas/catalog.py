@@ -101,7 +101,9 @@ class WarningLevelIn(In):
 
 
 class TokenIn(In):
-    role: Literal["operator", "leader", "customer"]
+    role: Literal[
+        "admin", "operator", "leader", "customer_service", "supply", "analyst", "viewer", "customer"
+    ] = Field(description="A role of the permission matrix; only admins may issue admin tokens.")
     subject_id: Id | None = None
     name: Annotated[str, Field(max_length=120)] = ""
 
