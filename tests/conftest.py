@@ -8,7 +8,13 @@ See ``tests/pg.py``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+
+# Password hashing at test strength: argon2id with its production cost takes ~0.1–0.9 s per hash
+# on this machine, and the console tests sign in hundreds of times. Set before tuan is imported.
+os.environ.setdefault("TUAN_ARGON2_TIME_COST", "1")
+os.environ.setdefault("TUAN_ARGON2_MEMORY_KIB", "1024")
 
 import pytest
 

@@ -91,7 +91,9 @@ def audit_rows(con: Console, action: str) -> list[dict[str, Any]]:
         return [
             dict(r._mapping)
             for r in conn.execute(
-                select(audit_log).where(audit_log.c.action == action).order_by(audit_log.c.at)
+                select(audit_log)
+                .where(audit_log.c.action == action, audit_log.c.actor_kind == "user")
+                .order_by(audit_log.c.at)
             )
         ]
 

@@ -120,11 +120,14 @@ def campaign_of(con: Console, campaign_id: str) -> dict[str, Any]:
 
 
 def audit_rows(con: Console, action: str) -> list[dict[str, Any]]:
+    """The console's audit rows for ``action`` (API calls by tokens are audited too)."""
     with con.api.c.db.read() as conn:
         return [
             dict(r._mapping)
             for r in conn.execute(
-                select(audit_log).where(audit_log.c.action == action).order_by(audit_log.c.at)
+                select(audit_log)
+                .where(audit_log.c.action == action, audit_log.c.actor_kind == "user")
+                .order_by(audit_log.c.at)
             )
         ]
 

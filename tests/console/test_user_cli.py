@@ -32,6 +32,8 @@ def test_user_create_makes_a_user_who_can_sign_in(tmp_path: Path) -> None:
         row = conn.execute(select(users).where(users.c.username == "boss")).one()
         assert row.role == "admin" and row.display_name == "老板"
         assert row.password_hash.startswith("$argon2id$") and "s3cret" not in row.password_hash
+        # a real process hashes at full strength (tests lower it in conftest, not here)
+        assert "$m=65536,t=3," in row.password_hash
         assert (
             conn.execute(
                 select(audit_log.c.actor_kind).where(audit_log.c.action == "user.create")

@@ -6,6 +6,7 @@ Tokens and session cookies are shown once; only their SHA-256 is stored. Passwor
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -89,7 +90,11 @@ def revoke(conn: Connection, token_id: str, now: datetime) -> None:
 # ---------------------------------------------------------------------------------------------
 # Console users, sessions and the audit log
 
-_hasher = PasswordHasher()
+# argon2id; its cost can be lowered for small machines (and tests) with these variables.
+_hasher = PasswordHasher(
+    time_cost=int(os.environ.get("TUAN_ARGON2_TIME_COST", "3")),
+    memory_cost=int(os.environ.get("TUAN_ARGON2_MEMORY_KIB", "65536")),
+)
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-@]{3,64}$")
 MIN_PASSWORD = 8
 
