@@ -8,7 +8,7 @@ import json
 
 from rich.console import Console
 
-from benchmarks import expiry_sweep, http_join
+from benchmarks import board, expiry_sweep, http_join
 
 console = Console(stderr=True)
 
@@ -27,6 +27,8 @@ def main(quick: bool = False) -> int:
     sweep = expiry_sweep.run(quick=quick)
     if not sweep["reconcile_ok"] or sweep["left_open"] or sweep["failed"] != sweep["groups"]:
         failures += 1
+    console.rule("progress board · 进度看板")
+    board_figures = board.run(quick=quick)
     print(
         json.dumps(
             {
@@ -36,4 +38,5 @@ def main(quick: bool = False) -> int:
         )
     )
     print(json.dumps({"expiry_" + k: v for k, v in sweep.items()}))
+    print(json.dumps({"board_" + k: v for k, v in board_figures.items()}))
     return 1 if failures else 0

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     scheduler_batch: int = Field(default=500, ge=1)
     writer_batch: int = Field(default=64, ge=1, description="Most commands in one group commit.")
     log_level: str = "info"
+    board_formation_target: float = Field(
+        default=0.70, gt=0, le=1, description="The progress board flags campaigns below this."
+    )
     console_session_idle_s: int = Field(
         default=2 * 3600, ge=60, description="A console session ends this long after its last use."
     )

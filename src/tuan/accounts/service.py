@@ -272,6 +272,7 @@ class SessionInfo:
     leader_id: str | None
     community_id: str | None
     expires_at: datetime
+    needs_touch: bool = False
 
 
 def start_session(
@@ -307,9 +308,9 @@ def start_session(
 def resume_session(
     conn: Connection, token: str, *, now: datetime, idle_s: int, max_s: int
 ) -> SessionInfo | None:
-    """The live session behind a cookie token, its idle expiry pushed forward; else None.
+    """The live session behind a cookie token, or None. Reads only: see :func:`touch_session`.
 
-    A session ends ``idle_s`` after its last request and never later than ``max_s`` after login.
+    A session ends ``idle_s`` after its last use and never later than ``max_s`` after sign-in.
     """
     row = conn.execute(
         select(
@@ -336,16 +337,12 @@ def resume_session(
     ).first()
     if row is None or not row.active or row.expires_at <= now:
         return None
-    expires = min(now + timedelta(seconds=idle_s), row.created_at + timedelta(seconds=max_s))
-    # write at most once a minute per session: reading a page should not mean a write
-    if (now - row.last_seen_at).total_seconds() >= 60:
-        conn.execute(
-            update(user_sessions)
-            .where(user_sessions.c.id == row.id)
-            .values(last_seen_at=now, expires_at=expires)
-        )
-    else:
-        expires = row.expires_at
+    stale = (now - row.last_seen_at).total_seconds() >= 60
+    expires = (
+        min(now + timedelta(seconds=idle_s), row.created_at + timedelta(seconds=max_s))
+        if stale
+        else row.expires_at
+    )
     return SessionInfo(
         session_id=row.id,
         user_id=row.user_id,
@@ -357,6 +354,17 @@ def resume_session(
         leader_id=row.leader_id,
         community_id=row.community_id,
         expires_at=expires,
+        needs_touch=stale,
+    )
+
+
+def touch_session(conn: Connection, session: SessionInfo, now: datetime) -> None:
+    """Push the idle expiry forward: written at most once a minute per session, so reading
+    pages (and the board's polling) does not mean a write per request."""
+    conn.execute(
+        update(user_sessions)
+        .where(user_sessions.c.id == session.session_id, user_sessions.c.ended_at.is_(None))
+        .values(last_seen_at=now, expires_at=session.expires_at)
     )
 
 

@@ -113,6 +113,39 @@ buy_groups = Table(
     Index("ix_buy_groups_campaign_status", "campaign_id", "status"),
     Index("ix_buy_groups_leader", "leader_customer_id"),
     Index("ix_buy_groups_community_status", "community_id", "status"),  # board, leaders
+    # the progress board reads recent group events by time (analytics/board.py INDEXES)
+    Index("ix_buy_groups_opened", "opened_at", "campaign_id", "community_id"),
+    Index(
+        "ix_buy_groups_formed",
+        "formed_at",
+        "campaign_id",
+        "community_id",
+        sqlite_where=text("formed_at IS NOT NULL"),
+        postgresql_where=text("formed_at IS NOT NULL"),
+    ),
+    Index(
+        "ix_buy_groups_failed",
+        "failed_at",
+        "campaign_id",
+        "community_id",
+        sqlite_where=text("failed_at IS NOT NULL"),
+        postgresql_where=text("failed_at IS NOT NULL"),
+    ),
+    # every open group's state in one index scan (covering): the board's P(form) for all of them
+    Index(
+        "ix_buy_groups_open",
+        "status",
+        "campaign_id",
+        "community_id",
+        "paid_members",
+        "seats_taken",
+        "group_size",
+        "opened_at",
+        "deadline_at",
+        "id",
+        sqlite_where=text("status = 'open'"),
+        postgresql_where=text("status = 'open'"),
+    ),
     # The deadline queue: the scheduler takes due groups in batches from here.
     Index(
         "ix_buy_groups_due",

@@ -68,6 +68,7 @@ provider_events = Table(
     Column("kind", String(24), nullable=False),
     Column("outcome", String(32), nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_provider_events_received", "received_at", "kind"),  # the board's payment alerts
 )
 
 # Double entry: every movement is a transaction whose entries sum to zero.

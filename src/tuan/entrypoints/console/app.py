@@ -14,6 +14,7 @@ from tuan.entrypoints.console import web
 from tuan.entrypoints.console.routes import (
     admin,
     auth,
+    board,
     campaigns,
     communities,
     groups,
@@ -30,6 +31,7 @@ from tuan.shared.errors import DomainError, ErrorCode
 ROUTERS = [
     auth.router,
     admin.router,
+    board.router,
     campaigns.router,
     groups.router,
     storefront_router,

@@ -131,12 +131,13 @@ async def current_user(request: Request) -> ConsoleUser | None:
     now = c.clock()
     idle, max_s = c.settings.console_session_idle_s, c.settings.console_session_max_s
 
-    def resume(conn: Any) -> accounts.SessionInfo | None:
-        return accounts.resume_session(conn, token, now=now, idle_s=idle, max_s=max_s)
-
-    info = await c.db.write_async(resume)
+    with c.db.read() as conn:
+        info = accounts.resume_session(conn, token, now=now, idle_s=idle, max_s=max_s)
     if info is None:
         return None
+    if info.needs_touch:
+        touched = info
+        await c.db.write_async(lambda conn: accounts.touch_session(conn, touched, now))
     user = ConsoleUser(info, request_locale(request, info.locale), client_ip(request))
     request.state.console_user = user
     return user
