@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     scheduler_batch: int = Field(default=500, ge=1)
     writer_batch: int = Field(default=64, ge=1, description="Most commands in one group commit.")
     log_level: str = "info"
+    analytics_dir: Path | None = Field(
+        default=None,
+        description="The Parquet event store; default: analytics/ beside the SQLite file.",
+    )
     board_formation_target: float = Field(
         default=0.70, gt=0, le=1, description="The progress board flags campaigns below this."
     )

@@ -63,6 +63,7 @@ ROUTE_PERMS: dict[tuple[str, str], tuple[Perm, ...] | None] = {
     ("POST", "/api/v1/notifications/{notification_id}/requeue"): (P.NOTIFICATIONS_EDIT,),
     # customers see their own in-app messages; staff need notifications.view
     ("GET", "/api/v1/notifications"): (P.NOTIFICATIONS_VIEW, P.SHOP),
+    ("POST", "/api/v1/events"): (P.EVENTS_INGEST,),
 }
 
 

@@ -61,6 +61,7 @@ class Perm(StrEnum):
     RECONCILE_RUN = "reconcile.run"
     DATA_EXPORT = "data.export"
     ANALYTICS_VIEW = "analytics.view"
+    EVENTS_INGEST = "events.ingest"
     # The customer's own actions (storefront and API): open, join, pay, see own orders.
     SHOP = "shop"
     ACT_FOR_CUSTOMER = "shop.act_for_customer"
@@ -90,6 +91,7 @@ PERM_LABELS: dict[Perm, tuple[str, str]] = {
     Perm.RECONCILE_RUN: ("运行对账", "Run reconcile"),
     Perm.DATA_EXPORT: ("导出数据", "Export data"),
     Perm.ANALYTICS_VIEW: ("查看数据分析", "View analytics"),
+    Perm.EVENTS_INGEST: ("上报分析事件", "Send analytics events"),
     Perm.SHOP: ("开团、参团、支付", "Open, join and pay"),
     Perm.ACT_FOR_CUSTOMER: ("代顾客下单", "Act for a customer"),
 }
@@ -125,6 +127,7 @@ MATRIX: dict[Role, frozenset[Perm]] = {
             Perm.RECONCILE_RUN,
             Perm.DATA_EXPORT,
             Perm.ACT_FOR_CUSTOMER,
+            Perm.EVENTS_INGEST,
         }
     ),
     Role.LEADER: frozenset(

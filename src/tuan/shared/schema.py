@@ -1,6 +1,7 @@
 """Imports every module's tables so that ``metadata`` is complete (Alembic, tests, reconcile)."""
 
 from tuan.accounts import store as _accounts  # noqa: F401
+from tuan.analytics import event_store as _events  # noqa: F401
 from tuan.catalog import store as _catalog  # noqa: F401
 from tuan.communities import store as _communities  # noqa: F401
 from tuan.groupbuy import store as _groupbuy  # noqa: F401

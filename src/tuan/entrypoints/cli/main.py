@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from tuan.entrypoints.cli.analytics import ab_app, ltv_app
 from tuan.entrypoints.cli.board import board_app
+from tuan.entrypoints.cli.forecast import forecast_app
 
 app = typer.Typer(
     help="Tuan 团 — the group-buying operations platform.",
@@ -31,6 +33,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(ltv_app, name="ltv")
 app.add_typer(ab_app, name="ab")
 app.add_typer(board_app, name="board")
+app.add_typer(forecast_app, name="forecast")
 console = Console()
 err = Console(stderr=True)
 
@@ -185,6 +188,7 @@ def demo(
 
             summary = run_demo(c, seed=seed, scale=scale, progress=progress)
         demo_users = create_demo_users(c)
+        analytics_events = _demo_analytics(c, reset_files=reset)
     finally:
         c.close()
     table = Table(title=f"demo business · 演示数据 (seed {seed})")
@@ -200,7 +204,29 @@ def demo(
     for user in demo_users:
         users.add_row(user["username"], user["role"], DEMO_PASSWORD)
     console.print(users)
+    console.print(f"analytics events 分析事件: {analytics_events:,} (Parquet, see ADR 0006)")
     console.print("storefront 店铺: /s  (sandbox SMS codes 沙箱短信验证码: /s/sandbox/sms)")
+
+
+def _demo_analytics(c: Any, *, reset_files: bool) -> int:
+    """The demo's engine events into the analytics store (Parquet), and fresh order facts."""
+    from tuan.analytics import event_store
+
+    folder = event_store.analytics_dir_for(c.settings)
+    if reset_files:
+        event_store.reset(folder)
+    now = c.clock()
+    moved: int = 0
+    while True:
+        step = c.db.write(
+            lambda conn: event_store.project_outbox(conn, now, 5_000, grace=timedelta(0))
+        )
+        moved += step
+        if not step:
+            break
+    event_store.export_due(c.db, folder, now, force=True, max_batches=10_000)
+    event_store.write_order_facts(c.db, folder, now)
+    return moved
 
 
 def _reset_database(url: str) -> None:

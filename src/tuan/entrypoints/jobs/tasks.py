@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import httpx
 
+from tuan.analytics import event_store
 from tuan.bootstrap import Container
 from tuan.groupbuy import service as groupbuy
 from tuan.groupbuy import sweep
@@ -91,6 +92,20 @@ def send_notifications(c: Container, batch: int) -> int:
     return report.processed
 
 
+def project_outbox_events(c: Container, batch: int) -> int:
+    """The engine's events (open, join, pay, refund) into the analytics inbox, own cursor."""
+    return c.db.write(lambda conn: event_store.project_outbox(conn, c.clock(), batch))
+
+
+def export_events(c: Container, batch: int) -> int:
+    """Inbox to Parquet when enough has waited (large files, not one per tick); then the
+    order facts snapshot when orders changed (throttled) or it is an hour old."""
+    where = event_store.analytics_dir_for(c.settings)
+    exported = event_store.export_due(c.db, where, c.clock()).exported
+    event_store.refresh_order_facts(c.db, where, c.clock())
+    return exported
+
+
 TASKS: dict[str, Task] = {
     "advance_campaigns": advance_campaigns,
     "expire_orders": expire_orders,
@@ -100,4 +115,6 @@ TASKS: dict[str, Task] = {
     "deliver_sandbox_callbacks": deliver_sandbox_callbacks,
     "dispatch_notifications": dispatch_notifications,
     "send_notifications": send_notifications,
+    "project_outbox_events": project_outbox_events,
+    "export_events": export_events,
 }

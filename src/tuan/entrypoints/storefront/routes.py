@@ -25,7 +25,7 @@ from tuan.bootstrap import Container
 from tuan.communities import service as communities
 from tuan.entrypoints.api.deps import Idempotency, run_idempotent
 from tuan.entrypoints.console import web
-from tuan.entrypoints.storefront import shop
+from tuan.entrypoints.storefront import shop, track
 from tuan.entrypoints.storefront.shop import Shopper, ShopRoute, render
 from tuan.groupbuy import model
 from tuan.groupbuy import service as groupbuy
@@ -769,3 +769,9 @@ async def sandbox_pay(
     target = shop.safe_next(back, "/s/me")
     target += ("&" if "?" in target else "?") + "paying=1"
     return shop.redirect(request, who, target)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tracking: the pages' beacon (view, share, add_to_cart) — see ``track``
+
+router.include_router(track.router)

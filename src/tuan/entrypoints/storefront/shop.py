@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -44,6 +45,10 @@ FLASH_COOKIE = "tuan_shop_flash"
 LANG_COOKIE = web.LANG_COOKIE
 SHOP_COOKIE_MAX_AGE = 30 * 86400
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# First-party anonymous id for analytics events (the tracking beacon, ``track``).
+AID_COOKIE = "tuan_aid"
+AID_MAX_AGE = 365 * 86400
+_AID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["yuan"] = web.fmt_yuan
@@ -351,8 +356,26 @@ def finish(request: Request, who: Shopper, response: Response) -> Response:
         response.set_cookie(
             LANG_COOKIE, who.lang_param, path="/", samesite="lax", max_age=365 * 86400
         )
+    if anonymous_id(request) is None:  # analytics: a first-party id for the tracking beacon
+        set_anonymous_id(response, new_anonymous_id())
     response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+def new_anonymous_id() -> str:
+    return "a_" + secrets.token_urlsafe(18)
+
+
+def anonymous_id(request: Request) -> str | None:
+    """The visitor's first-party anonymous id (analytics), if the cookie holds a valid one."""
+    value = request.cookies.get(AID_COOKIE)
+    return value if value and _AID.match(value) else None
+
+
+def set_anonymous_id(response: Response, aid: str) -> None:
+    response.set_cookie(
+        AID_COOKIE, aid, path="/", max_age=AID_MAX_AGE, httponly=True, samesite="lax"
+    )
 
 
 def redirect(

@@ -34,6 +34,7 @@ document.addEventListener("alpine:init", () => {
     copied: false,
     copy(input) {
       const done = () => {
+        if (window.tuanTrack) window.tuanTrack("share", { properties: { method: "copy" } });
         this.copied = true;
         setTimeout(() => (this.copied = false), 2500);
       };
@@ -76,3 +77,61 @@ window.addEventListener("pageshow", (event) => {
     form.querySelectorAll("[aria-busy]").forEach((b) => b.removeAttribute("aria-busy"));
   });
 });
+
+// Tracking (analytics): a view when a page that says what it shows (body[data-track]) opens, a
+// share when the share link is copied, add_to_cart when an open or join form is sent. The
+// channel (?ch=) and UTM parameters come from the page's own address; the server adds who and
+// when. Sent with navigator.sendBeacon to the same origin, so it survives leaving the page.
+(() => {
+  const raw = document.body && document.body.dataset.track;
+  if (!raw) return;
+  let context;
+  try {
+    context = JSON.parse(raw);
+  } catch (e) {
+    return;
+  }
+  const params = new URLSearchParams(window.location.search);
+  const base = {};
+  for (const [key, value] of Object.entries(context)) {
+    if (value !== null && value !== undefined) base[key] = value;
+  }
+  const channel = params.get("ch");
+  if (channel) base.channel = channel.slice(0, 32);
+  for (const key of ["utm_source", "utm_medium", "utm_campaign"]) {
+    const value = params.get(key);
+    if (value) base[key] = value.slice(0, 200);
+  }
+  const newId = () =>
+    window.crypto && typeof window.crypto.randomUUID === "function"
+      ? window.crypto.randomUUID()
+      : Date.now().toString(36) + Math.random().toString(36).slice(2, 12);
+
+  window.tuanTrack = (type, extra = {}) => {
+    const properties = Object.assign({}, base.properties || {}, extra.properties || {});
+    const event = Object.assign({}, base, extra, { event_id: `w-${newId()}`, type, properties });
+    const body = JSON.stringify({ events: [event] });
+    try {
+      const blob = new Blob([body], { type: "application/json" });
+      if (navigator.sendBeacon && navigator.sendBeacon("/s/track", blob)) return;
+    } catch (e) {
+      /* fall back to fetch */
+    }
+    fetch("/s/track", {
+      method: "POST",
+      body,
+      headers: { "Content-Type": "application/json" },
+      credentials: "same-origin",
+      keepalive: true,
+    }).catch(() => {});
+  };
+
+  window.tuanTrack("view");
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.dataset.track) return;
+    if (form.dataset.sent === "1" && form.dataset.tracked === "1") return; // a second tap
+    form.dataset.tracked = "1";
+    window.tuanTrack(form.dataset.track);
+  });
+})();

@@ -1,0 +1,892 @@
+"""The analytics event store: an inbox in the transactional database, Parquet files beside it.
+
+ADR 0006 says why. In short:
+
+* **Ingest** (:func:`ingest`): events land in ``event_inbox`` in the transaction that accepts
+  them, so nothing acknowledged is ever lost. ``event_id`` is the primary key: an id seen again is
+  a duplicate, counted and ignored, never an error and never a second row. A batch is taken
+  item by item: bad items are rejected with a code and a reason (:mod:`tuan.analytics.events`),
+  good ones are kept. Ids already moved to Parquet are remembered in ``event_exported`` for as
+  long as a client may still send them (30 days of ``occurred_at``, the oldest a client event
+  may be), so a late retry is a duplicate too.
+* **The engine's own events** (:func:`project_outbox`): ``group.opened``, ``order.created``,
+  ``order.paid`` and ``refund.succeeded`` from the outbox become ``open_group``, ``join``,
+  ``pay`` and ``refund`` events, with their own cursor (``analytics_cursor``) and an event id
+  made of the outbox row id and the aggregate's id — replays insert nothing. A *join* is every
+  order placed (the leader's too, with ``properties.is_leader``), as the progress board counts
+  joins; an *open_group* is the group's opening, with the leader's order.
+* **Export** (:func:`export_due`): the scheduler (one lease, so one writer) moves inbox rows in
+  batches to ``<analytics dir>/events/date=YYYY-MM-DD/part-<batch>.parquet`` (zstd, partitioned
+  by the UTC day of ``occurred_at``, each file sorted by time). Crash-safe in three steps: (1) a
+  transaction *claims* the batch (``batch_id`` on its rows); (2) one file per day is written to
+  a temporary name, fsynced, renamed into place and the directory fsynced, skipping a day whose
+  file already exists; (3) a transaction deletes the claimed rows from the inbox and remembers
+  their ids. A crash before (3) leaves the batch claimed; the next run writes only the files
+  still missing — from the same rows, under the same names — and deletes: no event is written
+  twice, none is lost.
+* **Reads** (:func:`connect`): DuckDB over the Parquet glob (hive partitioning), views
+  ``events`` and ``order_facts``; many processes can read while the scheduler writes.
+  Events become visible there once exported (at most ``max_wait`` after arrival).
+* **Order facts** (:func:`write_order_facts`): one row per order with what money KPIs need
+  (paid, cost, refunded, channel …), rewritten as one Parquet file swapped atomically into
+  place when the engine's outbox moved on (at most every minute or so) and at least hourly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Index,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    text,
+)
+
+from tuan.analytics.events import COLUMNS, MAX_AGE, Event, Rejection, parse
+from tuan.catalog.store import products, skus
+from tuan.groupbuy.store import buy_groups
+from tuan.orders.store import orders
+from tuan.shared import events as ev
+from tuan.shared.db import Database, UTCDateTime, metadata, stmt
+from tuan.shared.ids import new_id
+from tuan.shared.outbox import outbox
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    from tuan.config import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_DIR",
+    "Checked",
+    "ExportResult",
+    "IngestResult",
+    "analytics_cursor",
+    "analytics_dir_for",
+    "check",
+    "connect",
+    "event_exported",
+    "event_inbox",
+    "export_due",
+    "ingest",
+    "project_outbox",
+    "refresh_order_facts",
+    "reset",
+    "store",
+    "write_order_facts",
+]
+
+DEFAULT_DIR = Path("var/analytics")
+
+# -- tables -------------------------------------------------------------------------------------
+
+event_inbox = Table(
+    "event_inbox",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("type", String(16), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("customer_id", String(64), nullable=True),
+    Column("anonymous_id", String(64), nullable=True),
+    Column("campaign_id", String(64), nullable=True),
+    Column("group_id", String(64), nullable=True),
+    Column("order_id", String(64), nullable=True),
+    Column("sku_id", String(64), nullable=True),
+    Column("category", String(64), nullable=True),
+    Column("community_id", String(64), nullable=True),
+    Column("channel", String(32), nullable=True),
+    Column("utm_source", String(200), nullable=True),
+    Column("utm_medium", String(200), nullable=True),
+    Column("utm_campaign", String(200), nullable=True),
+    Column("amount_cents", BigInteger, nullable=True),
+    Column("properties", Text, nullable=True),  # a JSON object, as text
+    Column("batch_id", String(32), nullable=True),  # claimed by an export (see module doc)
+    Index("ix_event_inbox_batch", "batch_id", "received_at"),
+)
+
+# Ids already moved to Parquet, kept while a client may still (re)send them.
+event_exported = Table(
+    "event_exported",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Index("ix_event_exported_occurred", "occurred_at"),
+)
+
+# Where the projection of the outbox has got to (its own cursor, not the notifier's).
+analytics_cursor = Table(
+    "analytics_cursor",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+_INSERT = stmt(
+    f"INSERT INTO event_inbox ({', '.join(COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in COLUMNS)}) ON CONFLICT (event_id) DO NOTHING",
+    occurred_at=UTCDateTime(),
+    received_at=UTCDateTime(),
+)
+# Remember the ids of a batch as it leaves the inbox (the WHERE keeps SQLite's parser happy).
+_REMEMBER = stmt(
+    "INSERT INTO event_exported (event_id, occurred_at)"
+    " SELECT event_id, occurred_at FROM event_inbox WHERE batch_id = :batch"
+    " ON CONFLICT (event_id) DO NOTHING"
+)
+_DELETE_BATCH = stmt("DELETE FROM event_inbox WHERE batch_id = :batch")
+_CLAIM = stmt(
+    "UPDATE event_inbox SET batch_id = :batch WHERE batch_id IS NULL AND event_id IN"
+    " (SELECT event_id FROM event_inbox WHERE batch_id IS NULL"
+    " ORDER BY received_at, event_id LIMIT :n)"
+)
+_PENDING = stmt(
+    "SELECT COUNT(*) AS n, MIN(received_at) AS oldest FROM event_inbox WHERE batch_id IS NULL",
+    col__oldest=UTCDateTime(),
+)
+_PRUNE = stmt("DELETE FROM event_exported WHERE occurred_at < :cut", cut=UTCDateTime())
+
+
+# -- where the files live -------------------------------------------------------------------
+
+
+def analytics_dir_for(settings: Settings) -> Path:
+    """``TUAN_ANALYTICS_DIR`` if set; else ``analytics/`` beside a SQLite database file (so the
+    default ``var/tuan.db`` gives ``var/analytics``, and a test's database its own folder);
+    else ``var/analytics``."""
+    explicit = getattr(settings, "analytics_dir", None) or os.environ.get("TUAN_ANALYTICS_DIR")
+    if explicit:
+        return Path(explicit)
+    db_path = settings.sqlite_path()
+    if db_path is not None:
+        return db_path.parent / "analytics"
+    return DEFAULT_DIR
+
+
+def reset(analytics_dir: Path) -> None:
+    """Remove every exported event and the order facts (after the database was dropped and
+    refilled, e.g. by ``tuan demo``: the files describe a business that no longer exists)."""
+    import shutil
+
+    for name in ("events", "order_facts"):
+        shutil.rmtree(analytics_dir / name, ignore_errors=True)
+    with _facts_lock:
+        _facts_runs.pop(str(analytics_dir.resolve()), None)
+
+
+# -- ingest ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": [
+                {"index": r.index, "code": r.code, "message": r.message} for r in self.rejected
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A batch after validation: the events to store and the items rejected."""
+
+    events: list[Event]
+    rejected: list[Rejection]
+
+
+def check(
+    events: Sequence[Any],
+    now: datetime,
+    *,
+    client: bool = True,
+    types: frozenset[str] | None = None,
+) -> Checked:
+    """Validate ``events`` (JSON objects or :class:`Event`) one by one; no database needed, so
+    callers can do it before they take the write path. ``client``: the time window applies;
+    ``types``: the only event types this sender may send."""
+    good: list[Event] = []
+    rejected: list[Rejection] = []
+    for index, item in enumerate(events):
+        parsed = parse(item, index, now, client=client, types=types)
+        if isinstance(parsed, Rejection):
+            rejected.append(parsed)
+        else:
+            good.append(parsed)
+    return Checked(good, rejected)
+
+
+def store(conn: Connection, checked: Checked, now: datetime) -> IngestResult:
+    """Store the checked events in the inbox, inside the caller's transaction; ``received_at``
+    is ``now``. Ids already in the inbox, already exported, or repeated within the batch are
+    duplicates."""
+    fresh: dict[str, Event] = {}
+    for event in checked.events:  # the same id twice in one batch: the first one counts
+        fresh.setdefault(event.event_id, event)
+    if fresh:
+        for seen in _exported_ids(conn, list(fresh)):
+            del fresh[seen]
+    rows = [_row(e, now) for e in fresh.values()]
+    inserted = _INSERT(conn, rows).rowcount if rows else 0
+    return IngestResult(
+        accepted=inserted,
+        duplicates=len(checked.events) - inserted,
+        rejected=list(checked.rejected),
+    )
+
+
+def ingest(
+    conn: Connection, events: Sequence[Any], now: datetime, *, client: bool = True
+) -> IngestResult:
+    """:func:`check` then :func:`store`: a batch taken item by item — bad items rejected with a
+    code and a reason, good ones kept, duplicates counted and ignored."""
+    return store(conn, check(events, now, client=client), now)
+
+
+_EXPORTED_SQLITE = text(
+    "SELECT event_id FROM event_exported WHERE event_id IN (SELECT value FROM json_each(:ids))"
+)
+_EXPORTED_PG = text("SELECT event_id FROM event_exported WHERE event_id = ANY(:ids)")
+
+
+def _exported_ids(conn: Connection, ids: list[str]) -> list[str]:
+    """The ids of ``ids`` already moved to Parquet: one statement with the ids as one value
+    (an expanding IN of 1,000 parameters cost more to build than the lookup itself)."""
+    if conn.dialect.name == "sqlite":
+        found = conn.execute(_EXPORTED_SQLITE, {"ids": orjson.dumps(ids).decode()})
+    else:
+        found = conn.execute(_EXPORTED_PG, {"ids": ids})
+    return [str(v) for v in found.scalars()]
+
+
+def _row(event: Event, now: datetime) -> dict[str, Any]:
+    row = dict(event.__dict__)  # the fields (pydantic keeps them there), without a dump
+    row["received_at"] = now
+    row["properties"] = event.properties_json()
+    return row
+
+
+# -- the engine's events, from the outbox ---------------------------------------------------------
+
+CURSOR = "outbox"
+PROJECTED = {
+    ev.GROUP_OPENED: "open_group",
+    ev.ORDER_CREATED: "join",
+    ev.ORDER_PAID: "pay",
+    ev.REFUND_SUCCEEDED: "refund",
+}
+# An outbox id is taken when the row is inserted and becomes visible at commit: on PostgreSQL a
+# lower id may commit after a higher one. The projection stops at a gap younger than this.
+GAP_GRACE = timedelta(seconds=10)
+
+
+def project_outbox(
+    conn: Connection, now: datetime, limit: int = 500, *, grace: timedelta = GAP_GRACE
+) -> int:
+    """Turn the next ``limit`` outbox rows into analytics events; returns the rows consumed.
+
+    In the caller's write transaction: the events and the cursor move together, so a row is
+    projected once; its event id (``ob<outbox id>-<aggregate id>``) makes a replay a duplicate.
+    """
+    c = analytics_cursor.c
+    position = conn.execute(select(c.position).where(c.name == CURSOR)).scalar()
+    start = int(position or 0)
+    rows = conn.execute(
+        select(
+            outbox.c.id, outbox.c.type, outbox.c.aggregate_id, outbox.c.payload, outbox.c.created_at
+        )
+        .where(outbox.c.id > start)
+        .order_by(outbox.c.id)
+        .limit(limit)
+    ).all()
+    taken: list[Any] = []
+    expected = start + 1
+    for row in rows:
+        if row.id != expected and row.created_at > now - grace:
+            break  # a gap that a transaction still open may fill: wait for it
+        taken.append(row)
+        expected = row.id + 1
+    if not taken:
+        return 0
+    events = _engine_events(conn, taken, now)
+    if events:
+        ingest(conn, events, now, client=False)
+    last = int(taken[-1].id)
+    if position is None:
+        conn.execute(analytics_cursor.insert().values(name=CURSOR, position=last, updated_at=now))
+    else:
+        conn.execute(
+            analytics_cursor.update().where(c.name == CURSOR).values(position=last, updated_at=now)
+        )
+    return len(taken)
+
+
+def _engine_events(conn: Connection, rows: Sequence[Any], now: datetime) -> list[dict[str, Any]]:
+    order_ids: set[str] = set()
+    opened_groups: set[str] = set()
+    for row in rows:
+        if row.type in (ev.ORDER_CREATED, ev.ORDER_PAID):
+            order_ids.add(row.aggregate_id)
+        elif row.type == ev.REFUND_SUCCEEDED and row.payload.get("order_id"):
+            order_ids.add(str(row.payload["order_id"]))
+        elif row.type == ev.GROUP_OPENED:
+            opened_groups.add(row.aggregate_id)
+    o, s, p = orders.c, skus.c, products.c
+    cols = (
+        o.id,
+        o.customer_id,
+        o.campaign_id,
+        o.group_id,
+        o.sku_id,
+        o.community_id,
+        o.is_leader,
+        o.quantity,
+        p.category,
+    )
+    joined = orders.join(skus, s.id == o.sku_id).join(products, p.id == s.product_id)
+    by_order: dict[str, Any] = {}
+    leader_order: dict[str, Any] = {}
+    ids = sorted(order_ids)
+    for i in range(0, len(ids), 500):
+        for r in conn.execute(select(*cols).select_from(joined).where(o.id.in_(ids[i : i + 500]))):
+            by_order[r.id] = r
+    groups = sorted(opened_groups)
+    group_community: dict[str, str | None] = {}
+    for i in range(0, len(groups), 500):
+        chunk = groups[i : i + 500]
+        for r in conn.execute(
+            select(*cols)
+            .select_from(joined)
+            .where(o.group_id.in_(chunk), o.is_leader.is_(True))
+            .order_by(o.created_at)
+        ):
+            leader_order.setdefault(r.group_id, r)
+        for g in conn.execute(
+            select(buy_groups.c.id, buy_groups.c.community_id).where(buy_groups.c.id.in_(chunk))
+        ):
+            group_community[g.id] = g.community_id
+
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        kind = PROJECTED.get(row.type)
+        if kind is None:
+            continue
+        payload = row.payload or {}
+        event: dict[str, Any] = {
+            "event_id": f"ob{row.id}-{row.aggregate_id}"[:64],
+            "type": kind,
+            "occurred_at": row.created_at,
+        }
+        order: Any = None
+        if row.type == ev.GROUP_OPENED:
+            order = leader_order.get(row.aggregate_id)
+            event.update(
+                customer_id=payload.get("leader_customer_id"),
+                campaign_id=payload.get("campaign_id"),
+                group_id=row.aggregate_id,
+                community_id=group_community.get(row.aggregate_id),
+            )
+        elif row.type == ev.REFUND_SUCCEEDED:
+            order = by_order.get(str(payload.get("order_id")))
+            event["amount_cents"] = int(payload.get("amount_cents") or 0)
+            event["properties"] = {"refund_id": row.aggregate_id, "reason": payload.get("reason")}
+        else:
+            order = by_order.get(row.aggregate_id)
+            if row.type == ev.ORDER_PAID:
+                event["amount_cents"] = int(payload.get("amount_cents") or 0)
+        if order is not None:
+            event.update(
+                customer_id=order.customer_id,
+                campaign_id=order.campaign_id,
+                group_id=order.group_id,
+                order_id=order.id,
+                sku_id=order.sku_id,
+                category=order.category,
+                community_id=event.get("community_id") or order.community_id,
+            )
+            if row.type == ev.ORDER_CREATED:
+                event["properties"] = {
+                    "is_leader": bool(order.is_leader),
+                    "quantity": int(order.quantity),
+                }
+        if not event.get("customer_id"):
+            customer = payload.get("customer_id") or payload.get("leader_customer_id")
+            if not customer:
+                log.warning("outbox row %s has no customer; not projected", row.id)
+                continue
+            event["customer_id"] = customer
+        out.append(event)
+    return out
+
+
+# -- export to Parquet ---------------------------------------------------------------------------
+
+
+@dataclass
+class ExportResult:
+    exported: int = 0  # events moved out of the inbox
+    files: list[Path] = field(default_factory=list)  # Parquet files written
+    batches: int = 0
+
+
+def _arrow_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    types = {"occurred_at": ts, "received_at": ts, "amount_cents": pa.int64()}
+    return pa.schema([pa.field(name, types.get(name, pa.string())) for name in COLUMNS])
+
+
+def _times(values: Sequence[Any]) -> pa.Array:
+    """Database times as UTC microseconds: SQLite's naive UTC text, or aware datetimes."""
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    sample = next((v for v in values if v is not None), None)
+    if isinstance(sample, str):
+        return pa.array(values, pa.string()).cast(pa.timestamp("us")).cast(ts)
+    return pa.array(
+        [None if v is None else v if v.tzinfo else v.replace(tzinfo=UTC) for v in values], ts
+    )
+
+
+def _raw_rows(conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Plain tuples from the driver (no per-row conversion): what Parquet files are made of."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cur = dbapi.cursor()
+    try:
+        if conn.dialect.name == "sqlite":
+            cur.execute(sql, params)
+        else:
+            from tuan.shared.db import _PARAM
+
+            cur.execute(_PARAM.sub(r"%(\1)s", sql), params)
+        return list(cur.fetchall())
+    finally:
+        cur.close()
+
+
+def _batch_table(db: Database, batch: str) -> pa.Table:
+    import pyarrow as pa
+
+    schema = _arrow_schema()
+    with db.read() as conn:
+        rows = _raw_rows(
+            conn,
+            f"SELECT {', '.join(COLUMNS)} FROM event_inbox WHERE batch_id = :batch",
+            {"batch": batch},
+        )
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in COLUMNS]
+    arrays = []
+    for name, values in zip(COLUMNS, columns, strict=True):
+        if name in ("occurred_at", "received_at"):
+            arrays.append(_times(values))
+        else:
+            arrays.append(pa.array(values, schema.field(name).type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    """Write, fsync, rename into place, fsync the directory: the file is whole or absent."""
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        pq.write_table(table, fh, compression="zstd")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _ensure_dir(path: Path) -> None:
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        _fsync_dir(path.parent)
+
+
+def _finish_batch(db: Database, events_dir: Path, batch: str) -> tuple[int, list[Path]]:
+    """Write the claimed batch's files that are not there yet, then let its rows go."""
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+    table = _batch_table(db, batch)
+    written: list[Path] = []
+    if table.num_rows:
+        days = pc.cast(table["occurred_at"], "date32")
+        for day in sorted(set(days.to_pylist())):
+            part_dir = events_dir / f"date={day.isoformat()}"
+            path = part_dir / f"part-{batch}.parquet"
+            if path.exists():  # written before a crash: the same rows, the same name
+                continue
+            _ensure_dir(part_dir)
+            rows = table.filter(pc.equal(days, day)).sort_by("occurred_at")
+            _write_parquet(rows, path)
+            written.append(path)
+
+    def release(conn: Connection) -> int:
+        _REMEMBER(conn, {"batch": batch})
+        return _DELETE_BATCH(conn, {"batch": batch}).rowcount
+
+    _before_release(batch)
+    db.write(release)
+    return table.num_rows, written
+
+
+def _before_release(batch: str) -> None:
+    """A seam for the crash test: called after the files are in place, before the delete."""
+
+
+def export_due(
+    db: Database,
+    analytics_dir: Path,
+    now: datetime,
+    *,
+    batch_rows: int = 100_000,
+    min_rows: int = 20_000,
+    max_wait: timedelta = timedelta(minutes=5),
+    force: bool = False,
+    max_batches: int = 50,
+) -> ExportResult:
+    """Move inbox rows to Parquet: first any batch a crash left claimed, then new batches while
+    ``min_rows`` are waiting or the oldest has waited ``max_wait`` (always with ``force``).
+    Fewer, larger files: a file per batch and day, never one per scheduler tick."""
+    events_dir = analytics_dir / "events"
+    _ensure_dir(events_dir)
+    key = str(events_dir.resolve())
+    if key not in _swept:  # once per process: a write cut short by a crash left a temp file
+        for stale in events_dir.glob("date=*/*.parquet.tmp"):
+            stale.unlink(missing_ok=True)
+        _swept.add(key)
+    result = ExportResult()
+    with db.read() as conn:
+        claimed = list(
+            conn.execute(
+                select(event_inbox.c.batch_id).where(event_inbox.c.batch_id.is_not(None)).distinct()
+            ).scalars()
+        )
+    for batch in claimed:
+        n, files = _finish_batch(db, events_dir, batch)
+        result.exported += n
+        result.files += files
+        result.batches += 1
+    for _ in range(max_batches):
+        with db.read() as conn:
+            pending = _PENDING(conn).one()
+        if not pending.n:
+            break
+        if not force and pending.n < min_rows and pending.oldest > now - max_wait:
+            break
+        batch = new_id("b")[2:]
+        db.write(lambda conn, b=batch: _CLAIM(conn, {"batch": b, "n": batch_rows}).rowcount)  # type: ignore[misc]
+        n, files = _finish_batch(db, events_dir, batch)
+        result.exported += n
+        result.files += files
+        result.batches += 1
+    if result.batches:  # forget ids no client may send any more (older than the window)
+        cut = now - MAX_AGE - timedelta(days=1)
+        db.write(lambda conn: _PRUNE(conn, {"cut": cut}).rowcount)
+    return result
+
+
+_swept: set[str] = set()
+
+
+# -- reads: DuckDB ------------------------------------------------------------------------------
+
+_EVENT_SQL_TYPES = {
+    "occurred_at": "TIMESTAMPTZ",
+    "received_at": "TIMESTAMPTZ",
+    "amount_cents": "BIGINT",
+    "properties": "JSON",
+}
+FACT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("order_id", "VARCHAR"),
+    ("customer_id", "VARCHAR"),
+    ("campaign_id", "VARCHAR"),
+    ("group_id", "VARCHAR"),
+    ("community_id", "VARCHAR"),
+    ("sku_id", "VARCHAR"),
+    ("product_id", "VARCHAR"),
+    ("category", "VARCHAR"),
+    ("quantity", "BIGINT"),
+    ("amount_cents", "BIGINT"),
+    ("cost_cents", "BIGINT"),
+    ("refunded_cents", "BIGINT"),
+    ("status", "VARCHAR"),
+    ("created_at", "TIMESTAMPTZ"),
+    ("paid_at", "TIMESTAMPTZ"),
+    ("refunded_at", "TIMESTAMPTZ"),
+    ("channel", "VARCHAR"),
+    ("group_status", "VARCHAR"),
+    ("is_leader", "BOOLEAN"),
+)
+FACTS_FILE = "order_facts.parquet"
+
+
+def _quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _empty_select(columns: Iterable[tuple[str, str]]) -> str:
+    cols = ", ".join(f"CAST(NULL AS {sql_type}) AS {name}" for name, sql_type in columns)
+    return f"SELECT {cols} WHERE false"
+
+
+def events_glob(analytics_dir: Path) -> Path:
+    return analytics_dir / "events" / "date=*" / "*.parquet"
+
+
+def connect(analytics_dir: Path, *, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with two views over the files of ``analytics_dir``:
+
+    * ``events``: the event schema (:data:`tuan.analytics.events.COLUMNS`), every exported event;
+    * ``order_facts``: one row per order (:data:`FACT_COLUMNS`), the latest snapshot.
+
+    Views read the files at each query, so new event files show up by themselves; a view made
+    when there were no files yet is empty (and correctly typed) until the next ``connect``.
+    Times are TIMESTAMPTZ in UTC (the session's time zone is UTC). Fetch results with
+    ``con.sql(q).to_arrow_table()`` (or ``.df()``): turning TIMESTAMPTZ into Python datetimes
+    through ``fetchall`` needs pytz, which is not installed.
+    """
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    if threads is not None:
+        con.execute(f"SET threads = {int(threads)}")
+    event_cols = [(name, _EVENT_SQL_TYPES.get(name, "VARCHAR")) for name in COLUMNS]
+    if next(iter(analytics_dir.glob("events/date=*/*.parquet")), None) is not None:
+        select_list = ", ".join(
+            f"CAST({name} AS {sql_type}) AS {name}" if name == "properties" else name
+            for name, sql_type in event_cols
+        )
+        con.execute(
+            f"CREATE VIEW events AS SELECT {select_list} FROM read_parquet("
+            f"{_quote(events_glob(analytics_dir))}, hive_partitioning = true)"
+        )
+    else:
+        con.execute(f"CREATE VIEW events AS {_empty_select(event_cols)}")
+    facts = analytics_dir / "order_facts" / FACTS_FILE
+    if facts.exists():
+        names = ", ".join(name for name, _ in FACT_COLUMNS)
+        con.execute(f"CREATE VIEW order_facts AS SELECT {names} FROM read_parquet({_quote(facts)})")
+    else:
+        con.execute(f"CREATE VIEW order_facts AS {_empty_select(FACT_COLUMNS)}")
+    return con
+
+
+# -- order facts ------------------------------------------------------------------------------
+
+_FACTS_SQL = """
+SELECT o.id, o.customer_id, o.campaign_id, o.group_id, o.community_id, o.sku_id, s.product_id,
+       p.category, o.quantity, o.paid_cents, o.quantity * s.cost_cents, o.refunded_cents,
+       o.status, o.created_at, o.paid_at, r.refunded_at, g.status, o.is_leader
+FROM orders o
+JOIN skus s ON s.id = o.sku_id
+JOIN products p ON p.id = s.product_id
+JOIN buy_groups g ON g.id = o.group_id
+LEFT JOIN (
+    SELECT order_id, MAX(succeeded_at) AS refunded_at FROM refunds
+    WHERE status = 'succeeded' GROUP BY order_id
+) r ON r.order_id = o.id
+ORDER BY o.created_at, o.id
+"""
+_TIME_FACTS = ("created_at", "paid_at", "refunded_at")
+
+
+def _orders_table(db: Database, chunk: int = 200_000) -> pa.Table:
+    """Every order as Arrow columns, read in chunks (Python tuples of 10M orders would not fit;
+    Arrow's columns take about a tenth of that)."""
+    import pyarrow as pa
+
+    names = [name for name, _ in FACT_COLUMNS if name != "channel"]
+    kinds = {"BIGINT": pa.int64(), "VARCHAR": pa.string(), "BOOLEAN": pa.bool_()}
+    sql_types = dict(FACT_COLUMNS)
+    batches = []
+    with db.read() as conn:
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        cur = dbapi.cursor()
+        try:
+            cur.execute(_FACTS_SQL)
+            while rows := cur.fetchmany(chunk):
+                arrays = []
+                for name, values in zip(names, zip(*rows, strict=True), strict=True):
+                    if name in _TIME_FACTS:
+                        arrays.append(_times(values))
+                    elif name == "is_leader":
+                        arrays.append(pa.array([None if v is None else bool(v) for v in values]))
+                    else:
+                        arrays.append(pa.array(values, kinds[sql_types[name]]))
+                batches.append(pa.RecordBatch.from_arrays(arrays, names=names))
+        finally:
+            cur.close()
+    if not batches:
+        return pa.table(
+            {
+                n: pa.array([], _times([]).type if n in _TIME_FACTS else kinds[sql_types[n]])
+                for n in names
+            }
+        )
+    return pa.Table.from_batches(batches)
+
+
+def _inbox_join_channels(db: Database) -> pa.Table:
+    import pyarrow as pa
+
+    with db.read() as conn:
+        rows = _raw_rows(
+            conn,
+            "SELECT order_id, channel, occurred_at FROM event_inbox"
+            " WHERE type = 'join' AND order_id IS NOT NULL AND channel IS NOT NULL",
+            {},
+        )
+    cols = list(zip(*rows, strict=True)) if rows else [(), (), ()]
+    return pa.Table.from_arrays(
+        [pa.array(cols[0], pa.string()), pa.array(cols[1], pa.string()), _times(cols[2])],
+        names=["order_id", "channel", "occurred_at"],
+    )
+
+
+def write_order_facts(db: Database, analytics_dir: Path, now: datetime) -> int:
+    """Rewrite ``order_facts`` from the engine's tables; returns the rows written.
+
+    One row per order (every order placed; virtual members of a virtual completion have none):
+    ``amount_cents`` is what was paid (``paid_cents``), ``cost_cents`` quantity × the SKU's
+    cost, ``refunded_cents`` what was refunded or is being refunded, ``refunded_at`` the last
+    refund that succeeded, ``channel`` the channel of the order's first join event that names
+    one (a client's, e.g. the storefront's), else ``direct``. The new file replaces the old one
+    in one rename: readers see the old snapshot or the new, never a mix.
+    """
+    facts_dir = analytics_dir / "order_facts"
+    _ensure_dir(facts_dir)
+    table = _orders_table(db)
+    inbox_channels = _inbox_join_channels(db)
+    con = connect(analytics_dir)
+    try:
+        con.register("orders_now", table)
+        con.register("inbox_channels", inbox_channels)
+        names = ", ".join(
+            "COALESCE(ch.channel, 'direct') AS channel" if name == "channel" else f"o.{name}"
+            for name, _ in FACT_COLUMNS
+        )
+        tmp = facts_dir / (FACTS_FILE + ".tmp")
+        con.execute(
+            f"""
+            COPY (
+                WITH joins AS (
+                    SELECT order_id, channel, occurred_at FROM events
+                    WHERE type = 'join' AND order_id IS NOT NULL AND channel IS NOT NULL
+                    UNION ALL SELECT order_id, channel, occurred_at FROM inbox_channels
+                ),
+                ch AS (
+                    SELECT order_id, arg_min(channel, occurred_at) AS channel
+                    FROM joins GROUP BY order_id
+                )
+                SELECT {names} FROM orders_now o LEFT JOIN ch ON ch.order_id = o.order_id
+                ORDER BY o.created_at, o.order_id
+            ) TO {_quote(tmp)} (FORMAT parquet, COMPRESSION zstd)
+            """
+        )
+    finally:
+        con.close()
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, facts_dir / FACTS_FILE)
+    _fsync_dir(facts_dir)
+    return int(table.num_rows)
+
+
+_facts_lock = threading.Lock()
+_facts_runs: dict[str, tuple[float, float]] = {}  # dir → (monotonic time of the last, seconds)
+
+
+def _state_path(analytics_dir: Path) -> Path:
+    return analytics_dir / "order_facts" / "_state.json"
+
+
+def refresh_order_facts(
+    db: Database,
+    analytics_dir: Path,
+    now: datetime,
+    *,
+    max_age: timedelta = timedelta(hours=1),
+    min_gap_s: float = 60.0,
+    busy_factor: float = 10.0,
+    force: bool = False,
+) -> int | None:
+    """Rewrite ``order_facts`` when it is due; returns the rows written, or None if not due.
+
+    Due: no snapshot yet; or the outbox moved on since the snapshot (orders changed), or the
+    snapshot is ``max_age`` old — at most once per ``min_gap_s`` (or ``busy_factor`` times the
+    last rewrite's duration, whichever is longer) of this process's wall time.
+    """
+    key = str(analytics_dir.resolve())
+    with db.read() as conn:
+        mark = int(conn.execute(select(func.coalesce(func.max(outbox.c.id), 0))).scalar_one())
+    state: dict[str, Any] | None = None
+    with contextlib.suppress(OSError, ValueError):
+        state = json.loads(_state_path(analytics_dir).read_text())
+    facts_exist = (analytics_dir / "order_facts" / FACTS_FILE).exists()
+    if not force and state is not None and facts_exist:
+        written_at = datetime.fromisoformat(str(state.get("written_at")))
+        changed = state.get("outbox_id") != mark
+        if not changed and now - written_at < max_age:
+            return None
+        with _facts_lock:
+            last = _facts_runs.get(key)
+        if last is not None and time.monotonic() - last[0] < max(min_gap_s, busy_factor * last[1]):
+            return None
+    started = time.monotonic()
+    n = write_order_facts(db, analytics_dir, now)
+    took = time.monotonic() - started
+    with _facts_lock:
+        _facts_runs[key] = (time.monotonic(), took)
+    path = _state_path(analytics_dir)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(
+        json.dumps({"outbox_id": mark, "written_at": now.astimezone(UTC).isoformat(), "rows": n})
+    )
+    os.replace(tmp, path)
+    log.info("order facts: %d rows in %.2f s", n, took)
+    return n
