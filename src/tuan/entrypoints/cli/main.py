@@ -168,6 +168,10 @@ def demo(
     settings = get_settings()
     if reset:
         _reset_database(settings.database_url)
+        # the event files describe the business just dropped
+        from tuan.analytics import event_store
+
+        event_store.reset(event_store.analytics_dir_for(settings))
     upgrade_database()
     clock = FrozenClock(utcnow())
     c = build(settings, clock=clock)
@@ -188,7 +192,7 @@ def demo(
 
             summary = run_demo(c, seed=seed, scale=scale, progress=progress)
         demo_users = create_demo_users(c)
-        analytics_events = _demo_analytics(c, reset_files=reset)
+        analytics_events = _demo_analytics(c)
     finally:
         c.close()
     table = Table(title=f"demo business · 演示数据 (seed {seed})")
@@ -208,13 +212,12 @@ def demo(
     console.print("storefront 店铺: /s  (sandbox SMS codes 沙箱短信验证码: /s/sandbox/sms)")
 
 
-def _demo_analytics(c: Any, *, reset_files: bool) -> int:
-    """The demo's engine events into the analytics store (Parquet), and fresh order facts."""
+def _demo_analytics(c: Any) -> int:
+    """The rest of the demo's engine events into the analytics store (Parquet: the simulation's
+    scheduler exported most already), and fresh order facts; returns the events stored."""
     from tuan.analytics import event_store
 
     folder = event_store.analytics_dir_for(c.settings)
-    if reset_files:
-        event_store.reset(folder)
     now = c.clock()
     moved: int = 0
     while True:
@@ -226,7 +229,9 @@ def _demo_analytics(c: Any, *, reset_files: bool) -> int:
             break
     event_store.export_due(c.db, folder, now, force=True, max_batches=10_000)
     event_store.write_order_facts(c.db, folder, now)
-    return moved
+    with event_store.connect(folder) as con:
+        row = con.execute("SELECT count(*) FROM events").fetchone()
+    return int(row[0]) if row else moved
 
 
 def _reset_database(url: str) -> None:
