@@ -16,6 +16,7 @@ from rich.table import Table
 from tuan.entrypoints.cli.analytics import ab_app, ltv_app
 from tuan.entrypoints.cli.board import board_app
 from tuan.entrypoints.cli.forecast import forecast_app
+from tuan.entrypoints.cli.recommend import recommend_app
 
 app = typer.Typer(
     help="Tuan 团 — the group-buying operations platform.",
@@ -34,6 +35,7 @@ app.add_typer(ltv_app, name="ltv")
 app.add_typer(ab_app, name="ab")
 app.add_typer(board_app, name="board")
 app.add_typer(forecast_app, name="forecast")
+app.add_typer(recommend_app, name="recommend")
 console = Console()
 err = Console(stderr=True)
 
