@@ -145,8 +145,11 @@ class Engine:
         label = name or f"顾客{self._customers}"
         row = self.write(
             lambda c: communities.create_customer(
-                c, name=label, community_id=cid,  # type: ignore[arg-type]
-                email=f"c{self._customers}@example.cn", now=self.now(),
+                c,
+                name=label,
+                community_id=cid,  # type: ignore[arg-type]
+                email=f"c{self._customers}@example.cn",
+                now=self.now(),
             )
         )
         return str(row["id"])
@@ -160,8 +163,13 @@ class Engine:
         def make(c: Connection) -> str:
             p = catalog.create_product(c, name="赣南脐橙", category="fruit", now=self.now())
             s = catalog.create_sku(
-                c, product_id=p["id"], spec="5斤装", price_cents=price, cost_cents=cost,
-                warning_level=warning, now=self.now(),
+                c,
+                product_id=p["id"],
+                spec="5斤装",
+                price_cents=price,
+                cost_cents=cost,
+                warning_level=warning,
+                now=self.now(),
             )
             if stock:
                 inventory.receive_stock(c, s["id"], stock, self.now())
@@ -173,33 +181,49 @@ class Engine:
         kw.setdefault("start", self.now())
         return make_rules(sku_ids, **kw)
 
-    def add_campaign(
-        self, sku_ids: str | Iterable[str], *, publish: bool = True, **kw: Any
-    ) -> str:
+    def add_campaign(self, sku_ids: str | Iterable[str], *, publish: bool = True, **kw: Any) -> str:
         rules = self.rules(sku_ids, **kw)
         row = self.write(lambda c: groupbuy.create_campaign(c, rules, self.now(), publish=publish))
         return str(row["id"])
 
     # -- customer actions --------------------------------------------------------------------
     def open(
-        self, campaign_id: str, customer_id: str, sku_id: str, quantity: int = 1,
+        self,
+        campaign_id: str,
+        customer_id: str,
+        sku_id: str,
+        quantity: int = 1,
         pickup_point_id: str | None = None,
     ) -> groupbuy.Placement:
         return self.write(
             lambda c: groupbuy.open_group(
-                c, campaign_id=campaign_id, customer_id=customer_id, sku_id=sku_id,
-                quantity=quantity, now=self.now(), pickup_point_id=pickup_point_id,
+                c,
+                campaign_id=campaign_id,
+                customer_id=customer_id,
+                sku_id=sku_id,
+                quantity=quantity,
+                now=self.now(),
+                pickup_point_id=pickup_point_id,
             )
         )
 
     def join(
-        self, invite_code: str, customer_id: str, sku_id: str | None = None, quantity: int = 1,
+        self,
+        invite_code: str,
+        customer_id: str,
+        sku_id: str | None = None,
+        quantity: int = 1,
         pickup_point_id: str | None = None,
     ) -> groupbuy.Placement:
         return self.write(
             lambda c: groupbuy.join_group(
-                c, invite_code=invite_code, customer_id=customer_id, sku_id=sku_id,
-                quantity=quantity, now=self.now(), pickup_point_id=pickup_point_id,
+                c,
+                invite_code=invite_code,
+                customer_id=customer_id,
+                sku_id=sku_id,
+                quantity=quantity,
+                now=self.now(),
+                pickup_point_id=pickup_point_id,
             )
         )
 
@@ -210,7 +234,11 @@ class Engine:
         return self.write(lambda c: payments.start_payment(c, order_id, self.sandbox, self.now()))
 
     def pay(
-        self, order_id: str, outcome: str = "success", *, delay: timedelta | None = None,
+        self,
+        order_id: str,
+        outcome: str = "success",
+        *,
+        delay: timedelta | None = None,
         duplicates: int = 0,
     ) -> dict[str, Any]:
         """Start (or resume) the payment and confirm it at the sandbox; callbacks not delivered."""
@@ -261,7 +289,11 @@ class Engine:
     ) -> dict[str, Any]:
         return self.write(
             lambda c: payments.request_after_sales_refund(
-                c, order_id=order_id, amount_cents=amount, refund_no=refund_no, reason=reason,
+                c,
+                order_id=order_id,
+                amount_cents=amount,
+                refund_no=refund_no,
+                reason=reason,
                 now=self.now(),
             )
         )
@@ -310,7 +342,9 @@ class Engine:
                         campaign_items.c.campaign_id == campaign_id,
                         campaign_items.c.sku_id == sku_id,
                     )
-                ).one()._mapping
+                )
+                .one()
+                ._mapping
             )
         )
 
@@ -353,8 +387,9 @@ class Engine:
     def count(self, table: Any, *where: Any) -> int:
         return int(
             self.read(
-                lambda c: c.execute(select(func.count()).select_from(table).where(*where))
-                .scalar_one()
+                lambda c: c.execute(
+                    select(func.count()).select_from(table).where(*where)
+                ).scalar_one()
             )
         )
 
@@ -365,8 +400,7 @@ class Engine:
         def take(c: Connection) -> dict[str, list[tuple[Any, ...]]]:
             if c.dialect.name == "sqlite":  # raw rows in rowid order: cheap enough for every step
                 return {
-                    t.name: c.exec_driver_sql(f'SELECT * FROM "{t.name}" ORDER BY rowid')
-                    .fetchall()
+                    t.name: c.exec_driver_sql(f'SELECT * FROM "{t.name}" ORDER BY rowid').fetchall()
                     for t in metadata.sorted_tables
                 }
             return {
@@ -408,7 +442,8 @@ def groups_of(eng: Engine, campaign_id: str) -> list[dict[str, Any]]:
         lambda c: [
             dict(r._mapping)
             for r in c.execute(
-                select(buy_groups).where(buy_groups.c.campaign_id == campaign_id)
+                select(buy_groups)
+                .where(buy_groups.c.campaign_id == campaign_id)
                 .order_by(buy_groups.c.opened_at, buy_groups.c.id)
             )
         ]

@@ -58,8 +58,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TuanServer]:
     srv.start()
     try:
         for name, role in (("admin", "admin"), ("operator", "operator")):
-            tuan("user", "create", "--username", name, "--role", role, "--password", PASSWORD,
-                 db_url=db_url)
+            tuan(
+                "user",
+                "create",
+                "--username",
+                name,
+                "--role",
+                role,
+                "--password",
+                PASSWORD,
+                db_url=db_url,
+            )
         yield srv
     finally:
         srv.stop()
@@ -81,8 +90,11 @@ def new_page(browser: Any, *, mobile: bool = False, locale: str = "zh-CN") -> An
     """A page in a fresh context (its own cookies: one person)."""
     if mobile:
         context = browser.new_context(
-            viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
-            has_touch=True, locale=locale,
+            viewport={"width": 390, "height": 844},
+            device_scale_factor=2,
+            is_mobile=True,
+            has_touch=True,
+            locale=locale,
         )
     else:
         context = browser.new_context(viewport={"width": 1440, "height": 900}, locale=locale)
@@ -119,7 +131,5 @@ def axe_check(page: Any, base_url: str, context: str = "") -> list[dict[str, Any
     (ARTIFACTS / f"axe-{context or 'page'}.json").write_text(
         json.dumps(result["violations"], ensure_ascii=False, indent=1)
     )
-    assert not bad, [
-        (v["id"], v["help"], [n["target"] for n in v["nodes"]][:5]) for v in bad
-    ]
+    assert not bad, [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:5]) for v in bad]
     return list(result["violations"])

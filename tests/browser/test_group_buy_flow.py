@@ -115,9 +115,7 @@ def test_operator_creates_customers_form_a_group_and_the_board_sees_it(
         last = cx
 
     # the group forms: every member's page says so (by polling), with three initials
-    c1.wait_for_function(
-        "() => document.body.innerText.includes('拼团成功')", timeout=30_000
-    )
+    c1.wait_for_function("() => document.body.innerText.includes('拼团成功')", timeout=30_000)
     body = c1.inner_text("body")
     for initial in ("张", "李", "王"):
         assert initial in body

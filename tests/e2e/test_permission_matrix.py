@@ -142,12 +142,14 @@ def test_role_against_api_route(
 
 def test_only_admins_issue_admin_tokens(api: Api, tokens: dict[str, str]) -> None:
     response = api.client.post(
-        "/api/v1/tokens", json={"role": "admin"},
+        "/api/v1/tokens",
+        json={"role": "admin"},
         headers={"Authorization": f"Bearer {tokens['operator']}"},
     )
     assert response.status_code == 403
     response = api.client.post(
-        "/api/v1/tokens", json={"role": "admin", "name": "ops bot"},
+        "/api/v1/tokens",
+        json={"role": "admin", "name": "ops bot"},
         headers={"Authorization": f"Bearer {tokens['admin']}"},
     )
     assert response.status_code == 201

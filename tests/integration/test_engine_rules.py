@@ -50,8 +50,11 @@ def _engine(target: Path | str, request: pytest.FixtureRequest) -> Iterator[Engi
 
 
 def place(
-    eng: Engine, campaign_id: str, sku_id: str, customers: list[str], quantities: list[int] | None
-    = None,
+    eng: Engine,
+    campaign_id: str,
+    sku_id: str,
+    customers: list[str],
+    quantities: list[int] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The first customer opens a group, the others join it; returns the group and order ids."""
     qty = quantities or [1] * len(customers)
@@ -96,7 +99,9 @@ def test_group_forms_when_n_members_have_paid(eng: Engine) -> None:
     for oid in ids:
         o = eng.order(oid)
         assert (o["status"], o["stock_state"], o["final_amount_cents"]) == (
-            "confirmed", "sold", 2990
+            "confirmed",
+            "sold",
+            2990,
         )
     s = eng.sku(sku)
     assert (s["on_hand"], s["reserved"], s["sold"]) == (97, 0, 3)
@@ -125,11 +130,16 @@ def test_failed_group_refunds_every_paid_member_exactly_once(eng: Engine) -> Non
     assert eng.expire_groups() == 1
     g = eng.group(group["id"])
     assert (g["status"], g["failed_at"], g["seats_taken"], g["paid_members"]) == (
-        "failed", T0 + timedelta(hours=24), 0, 0
+        "failed",
+        T0 + timedelta(hours=24),
+        0,
+        0,
     )
     assert statuses(eng, ids) == ["refunded", "refunded", "cancelled"]
     assert [eng.order(i)["cancel_reason"] for i in ids] == [
-        "group_failed", "group_failed", "group_closed"
+        "group_failed",
+        "group_failed",
+        "group_closed",
     ]
     assert [(r["reason"], r["amount_cents"], r["status"]) for r in eng.refunds_of(ids[0])] == [
         ("group_failed", 5980, "pending")
@@ -145,7 +155,10 @@ def test_failed_group_refunds_every_paid_member_exactly_once(eng: Engine) -> Non
     s = eng.sku(sku)
     assert (s["on_hand"], s["reserved"], s["sold"]) == (100, 0, 0)
     assert eng.usage(camp, leader) == {
-        "campaign_id": camp, "customer_id": leader, "units": 0, "open_groups": 0
+        "campaign_id": camp,
+        "customer_id": leader,
+        "units": 0,
+        "open_groups": 0,
     }
     [failed] = eng.events("group.failed")
     assert failed["payload"]["refunded_cents"] == 8970
@@ -248,8 +261,12 @@ def test_failed_group_frees_the_purchase_limit(eng: Engine) -> None:
     eng.advance(hours=24)
     assert eng.expire_groups() == 1
     assert eng.group(first.group["id"])["status"] == "failed"
-    assert eng.usage(camp, x) == {"campaign_id": camp, "customer_id": x, "units": 0,
-                                  "open_groups": 0}
+    assert eng.usage(camp, x) == {
+        "campaign_id": camp,
+        "customer_id": x,
+        "units": 0,
+        "open_groups": 0,
+    }
     # The customer may buy the full limit again, and open a new group.
     again = eng.open(camp, x, sku, 2)
     assert again.order["quantity"] == 2
@@ -387,7 +404,9 @@ def test_tier_price_at_the_maximum_refunds_the_difference(eng: Engine) -> None:
     for oid in ids:
         [refund] = eng.refunds_of(oid)
         assert (refund["reason"], refund["amount_cents"], refund["refund_no"]) == (
-            "tier_price", 400, f"tier-{oid}"
+            "tier_price",
+            400,
+            f"tier-{oid}",
         )
         assert refund["ledger_account"] == "customer_orders"
         assert eng.order(oid)["refunded_cents"] == 400
@@ -578,12 +597,14 @@ def test_paused_campaign_refuses_joins_until_resumed(eng: Engine) -> None:
     assert move("paused") == "paused"
     err = eng.refused_call("campaign_not_live", lambda: eng.open(camp, x, sku))
     assert err.params["status"] == "paused"
-    eng.refused("illegal_transition", lambda c: groupbuy.set_campaign_status(c, camp, "draft",
-                                                                             eng.now()))
+    eng.refused(
+        "illegal_transition", lambda c: groupbuy.set_campaign_status(c, camp, "draft", eng.now())
+    )
     assert move("live") == "live"
     eng.open(camp, x, sku)
-    row = eng.write(lambda c: groupbuy.set_campaign_status(c, camp, "ended", eng.now(),
-                                                           reason="manual"))
+    row = eng.write(
+        lambda c: groupbuy.set_campaign_status(c, camp, "ended", eng.now(), reason="manual")
+    )
     assert (row["status"], row["ended_reason"]) == ("ended", "manual")
 
 
@@ -598,7 +619,9 @@ def test_campaign_times_in_another_zone(eng: Engine) -> None:
     camp = eng.add_campaign(sku, start=start, ends_at=end, group_ttl=timedelta(hours=24))
     row = campaign_row(eng, camp)
     assert (row["status"], row["starts_at"], row["ends_at"]) == (
-        "scheduled", T0 + timedelta(hours=1), T0 + timedelta(hours=6)
+        "scheduled",
+        T0 + timedelta(hours=1),
+        T0 + timedelta(hours=6),
     )
     x = eng.add_customer()
     eng.refused_call("campaign_not_live", lambda: eng.open(camp, x, sku))
@@ -627,8 +650,9 @@ def test_only_draft_or_scheduled_campaigns_are_edited(eng: Engine) -> None:
     )
     bad = eng.rules(sku, group_size=1)
     eng.refused("campaign_invalid", lambda c: groupbuy.create_campaign(c, bad, eng.now()))
-    eng.refused("not_found", lambda c: groupbuy.create_campaign(c, eng.rules("sku_nope"),
-                                                                  eng.now()))
+    eng.refused(
+        "not_found", lambda c: groupbuy.create_campaign(c, eng.rules("sku_nope"), eng.now())
+    )
 
 
 def test_started_scheduled_campaign_with_orders_is_not_editable(eng: Engine) -> None:
@@ -753,12 +777,17 @@ def test_payment_timeout_cancels_the_order_and_releases_stock_and_seat(eng: Engi
     assert eng.expire_orders() == 0
     eng.advance(seconds=1)
     # Due but not yet expired by the scheduler: no new payment may start.
-    eng.refused("payment_deadline_passed",
-                lambda c: payments.start_payment(c, ids[1], eng.sandbox, eng.now()))
+    eng.refused(
+        "payment_deadline_passed",
+        lambda c: payments.start_payment(c, ids[1], eng.sandbox, eng.now()),
+    )
     assert eng.expire_orders() == 1
     o = eng.order(ids[1])
     assert (o["status"], o["stock_state"], o["cancel_reason"], o["closed_at"]) == (
-        "cancelled", "released", "payment_timeout", eng.now()
+        "cancelled",
+        "released",
+        "payment_timeout",
+        eng.now(),
     )
     assert eng.group(group["id"])["seats_taken"] == 1
     assert eng.sku(sku)["reserved"] == 1
@@ -861,11 +890,13 @@ def test_callback_for_unknown_payment_or_wrong_amount_is_refused(eng: Engine) ->
     oid = eng.open(camp, eng.add_customer(), sku).order["id"]
     ref = eng.start_payment(oid)["provider_ref"]
     unknown = CallbackEvent("evt_1", "sbx_nope", oid, "succeeded", 2990)
-    eng.refused("unknown_payment", lambda c: payments.handle_callback(c, "sandbox", unknown,
-                                                                        eng.now()))
+    eng.refused(
+        "unknown_payment", lambda c: payments.handle_callback(c, "sandbox", unknown, eng.now())
+    )
     wrong = CallbackEvent("evt_2", ref, oid, "succeeded", 1)
-    err = eng.refused("amount_mismatch", lambda c: payments.handle_callback(c, "sandbox", wrong,
-                                                                             eng.now()))
+    err = eng.refused(
+        "amount_mismatch", lambda c: payments.handle_callback(c, "sandbox", wrong, eng.now())
+    )
     assert (err.params["reported"], err.params["expected"]) == (1, 2990)
     # A forged HTTP callback never gets past the signature.
     raw = b'{"event_id":"e","type":"payment.succeeded","payment_ref":"x","merchant_order_id":"o",'
@@ -883,11 +914,15 @@ def assert_refunded_late(eng: Engine, oid: str, amount: int) -> None:
     late = [p for p in eng.payments_of(oid) if p["late"]]
     assert len(late) == 1
     assert (late[0]["status"], late[0]["amount_cents"], late[0]["refunded_cents"]) == (
-        "succeeded", amount, amount
+        "succeeded",
+        amount,
+        amount,
     )
     [refund] = [r for r in eng.refunds_of(oid) if r["payment_id"] == late[0]["id"]]
     assert (refund["reason"], refund["amount_cents"], refund["refund_no"]) == (
-        "late_payment", amount, f"late-{late[0]['id']}"
+        "late_payment",
+        amount,
+        f"late-{late[0]['id']}",
     )
     assert refund["status"] == "pending"
     eng.dispatch_refunds()
@@ -906,16 +941,22 @@ def test_late_payment_after_the_order_was_cancelled_is_refunded_in_full(eng: Eng
     assert eng.deliver() == ["late_refunded"]
     o = eng.order(oid)
     assert (o["status"], o["paid_cents"], o["refunded_cents"], o["paid_at"]) == (
-        "cancelled", 0, 0, None
+        "cancelled",
+        0,
+        0,
+        None,
     )
     assert eng.group(placed.group["id"])["paid_members"] == 0
     assert eng.balance("provider_clearing") == 2990  # received, not yet returned
     assert_refunded_late(eng, oid, 2990)
     assert eng.balance("provider_clearing") == 0
     assert eng.balance("customer_orders") == 0
-    assert eng.read(
-        lambda c: c.exec_driver_sql("SELECT refunded_cents FROM sandbox_payments").scalar_one()
-    ) == 2990
+    assert (
+        eng.read(
+            lambda c: c.exec_driver_sql("SELECT refunded_cents FROM sandbox_payments").scalar_one()
+        )
+        == 2990
+    )
 
 
 def test_late_payment_after_the_group_filled(eng: Engine) -> None:
@@ -999,7 +1040,8 @@ def test_after_sales_partial_refunds_pro_rata_and_idempotent(eng: Engine) -> Non
     assert shares == [900, 600]
     made = [eng.after_sales(i, s, "spoiled-1122") for i, s in zip(ids, shares, strict=True)]
     assert [(r["amount_cents"], r["ledger_account"], r["reason"]) for r in made] == [
-        (900, "revenue", "spoiled"), (600, "revenue", "spoiled")
+        (900, "revenue", "spoiled"),
+        (600, "revenue", "spoiled"),
     ]
     before = eng.snapshot()
     again = [eng.after_sales(i, s, "spoiled-1122") for i, s in zip(ids, shares, strict=True)]
@@ -1077,38 +1119,84 @@ def test_every_refusal_leaves_the_database_unchanged(eng: Engine) -> None:
     def join(customer: str, **kw: Any) -> Any:
         kw.setdefault("sku_id", sku)
         kw.setdefault("quantity", 1)
-        return lambda c: groupbuy.join_group(c, invite_code=code, customer_id=customer,
-                                             now=now(), **kw)
+        return lambda c: groupbuy.join_group(
+            c, invite_code=code, customer_id=customer, now=now(), **kw
+        )
 
     cases: list[tuple[str, Any]] = [
         ("invalid_quantity", join(y, quantity=0)),
-        ("not_found", lambda c: groupbuy.join_group(c, invite_code="NOPE2345", customer_id=y,
-                                                    sku_id=sku, quantity=1, now=now())),
-        ("not_found", lambda c: groupbuy.join_group(c, group_id="grp_nope", invite_code=None,
-                                                    customer_id=y, sku_id=sku, quantity=1,
-                                                    now=now())),
+        (
+            "not_found",
+            lambda c: groupbuy.join_group(
+                c, invite_code="NOPE2345", customer_id=y, sku_id=sku, quantity=1, now=now()
+            ),
+        ),
+        (
+            "not_found",
+            lambda c: groupbuy.join_group(
+                c,
+                group_id="grp_nope",
+                invite_code=None,
+                customer_id=y,
+                sku_id=sku,
+                quantity=1,
+                now=now(),
+            ),
+        ),
         ("not_found", join("cus_nope")),
         ("item_not_in_campaign", join(y, sku_id=other_sku)),
         ("purchase_limit_exceeded", join(y, quantity=4)),
         ("out_of_stock", join(y, quantity=3)),  # 3 on hand, 1 reserved: 2 left
         ("already_in_group", join(x)),
-        ("not_found", lambda c: groupbuy.open_group(c, campaign_id="cmp_nope", customer_id=y,
-                                                    sku_id=sku, quantity=1, now=now())),
-        ("not_found", lambda c: groupbuy.open_group(c, campaign_id=camp, customer_id=y,
-                                                    sku_id=sku, quantity=1, now=now(),
-                                                    pickup_point_id="pkp_nope")),
-        ("unpaid_order_exists", lambda c: groupbuy.open_group(c, campaign_id=camp, customer_id=x,
-                                                              sku_id=sku, quantity=1, now=now())),
-        ("illegal_transition", lambda c: groupbuy.set_campaign_status(c, camp, "scheduled",
-                                                                      now())),
+        (
+            "not_found",
+            lambda c: groupbuy.open_group(
+                c, campaign_id="cmp_nope", customer_id=y, sku_id=sku, quantity=1, now=now()
+            ),
+        ),
+        (
+            "not_found",
+            lambda c: groupbuy.open_group(
+                c,
+                campaign_id=camp,
+                customer_id=y,
+                sku_id=sku,
+                quantity=1,
+                now=now(),
+                pickup_point_id="pkp_nope",
+            ),
+        ),
+        (
+            "unpaid_order_exists",
+            lambda c: groupbuy.open_group(
+                c, campaign_id=camp, customer_id=x, sku_id=sku, quantity=1, now=now()
+            ),
+        ),
+        ("illegal_transition", lambda c: groupbuy.set_campaign_status(c, camp, "scheduled", now())),
         ("not_found", lambda c: groupbuy.cancel_order(c, "ord_nope", now(), "x")),
         ("not_found", lambda c: payments.start_payment(c, "ord_nope", eng.sandbox, now())),
-        ("refund_invalid", lambda c: payments.request_refund(
-            c, order_id=placed.order["id"], amount_cents=100, refund_no="r", reason="x",
-            now=now())),
-        ("refund_invalid", lambda c: payments.request_refund(
-            c, order_id=placed.order["id"], amount_cents=True, refund_no="r", reason="x",
-            now=now())),
+        (
+            "refund_invalid",
+            lambda c: payments.request_refund(
+                c,
+                order_id=placed.order["id"],
+                amount_cents=100,
+                refund_no="r",
+                reason="x",
+                now=now(),
+            ),
+        ),
+        (
+            "refund_invalid",
+            lambda c: payments.request_refund(
+                c,
+                order_id=placed.order["id"],
+                amount_cents=True,
+                refund_no="r",
+                reason="x",
+                now=now(),
+            ),
+        ),
     ]
     for code_, fn in cases:
         # An error in the middle of a command (after a seat or units were taken) is undone too.

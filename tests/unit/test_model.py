@@ -20,16 +20,25 @@ T0 = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
 # must be a deliberate change to both.
 
 CAMPAIGN_ALLOWED = {
-    ("draft", "scheduled"), ("draft", "live"), ("draft", "ended"),
-    ("scheduled", "draft"), ("scheduled", "live"), ("scheduled", "ended"),
-    ("live", "paused"), ("live", "ended"),
-    ("paused", "live"), ("paused", "ended"),
+    ("draft", "scheduled"),
+    ("draft", "live"),
+    ("draft", "ended"),
+    ("scheduled", "draft"),
+    ("scheduled", "live"),
+    ("scheduled", "ended"),
+    ("live", "paused"),
+    ("live", "ended"),
+    ("paused", "live"),
+    ("paused", "ended"),
 }
 GROUP_ALLOWED = {("open", "formed"), ("open", "failed"), ("formed", "settled")}
 ORDER_ALLOWED = {
-    ("pending_payment", "paid"), ("pending_payment", "cancelled"),
-    ("paid", "confirmed"), ("paid", "refunded"),
-    ("confirmed", "completed"), ("confirmed", "refunded"),
+    ("pending_payment", "paid"),
+    ("pending_payment", "cancelled"),
+    ("paid", "confirmed"),
+    ("paid", "refunded"),
+    ("confirmed", "completed"),
+    ("confirmed", "refunded"),
     ("completed", "refunded"),
 }
 MACHINES = [
@@ -81,8 +90,11 @@ def test_every_transition_allowed_or_denied(
 
 def test_terminal_states_go_nowhere() -> None:
     for machine, terminal in (
-        (model.CAMPAIGN, "ended"), (model.GROUP, "settled"), (model.GROUP, "failed"),
-        (model.ORDER, "cancelled"), (model.ORDER, "refunded"),
+        (model.CAMPAIGN, "ended"),
+        (model.GROUP, "settled"),
+        (model.GROUP, "failed"),
+        (model.ORDER, "cancelled"),
+        (model.ORDER, "refunded"),
     ):
         assert all(not machine.can(terminal, t) for t in machine.states)
 
@@ -200,8 +212,9 @@ def test_bad_tiers(tiers: tuple[Tier, ...]) -> None:
 
 
 def test_tier_price_must_be_positive() -> None:
-    rules = valid_rules(items=(ItemRules("sku_a", 2990, tiers=(Tier(3, 0),)),),
-                        leader_discount_cents=0)
+    rules = valid_rules(
+        items=(ItemRules("sku_a", 2990, tiers=(Tier(3, 0),)),), leader_discount_cents=0
+    )
     assert "tier price of sku_a must be > 0" in problems(rules)
 
 
@@ -219,8 +232,9 @@ def test_leader_discount_must_stay_below_every_price() -> None:
 
 def test_every_problem_is_listed_at_once() -> None:
     detail = problems(
-        valid_rules(name="", group_size=1, group_max=None, virtual_within=None,
-                    ends_at=T0, items=())
+        valid_rules(
+            name="", group_size=1, group_max=None, virtual_within=None, ends_at=T0, items=()
+        )
     )
     parts = detail.split("; ")
     assert len(parts) == 4
@@ -308,8 +322,17 @@ TIERS = (Tier(3, 2790), Tier(5, 2590), Tier(10, 2390))
 
 @pytest.mark.parametrize(
     "count,price",
-    [(0, 2990), (1, 2990), (2, 2990), (3, 2790), (4, 2790), (5, 2590), (9, 2590), (10, 2390),
-     (1000, 2390)],
+    [
+        (0, 2990),
+        (1, 2990),
+        (2, 2990),
+        (3, 2790),
+        (4, 2790),
+        (5, 2590),
+        (9, 2590),
+        (10, 2390),
+        (1000, 2390),
+    ],
 )
 def test_tier_unit_price(count: int, price: int) -> None:
     assert model.tier_unit_price(2990, TIERS, count) == price

@@ -72,8 +72,12 @@ def test_valid_success_callback_parses() -> None:
     raw = body()
     event = provider().parse_callback(signed(raw), raw)
     assert event == CallbackEvent(
-        event_id="evt_1", payment_ref="sbx_ABC", merchant_order_id="ord_1",
-        status="succeeded", amount_cents=2990, reason=None,
+        event_id="evt_1",
+        payment_ref="sbx_ABC",
+        merchant_order_id="ord_1",
+        status="succeeded",
+        amount_cents=2990,
+        reason=None,
     )
 
 
@@ -193,7 +197,9 @@ def test_checkout_link_is_signed_and_readable() -> None:
     token = checkout.pay_url.rsplit("/", 1)[1]
     claims = p.read_checkout(token)
     assert claims == {
-        "ref": "sbx_01ABC", "order": "ord_1", "amount": 2990,
+        "ref": "sbx_01ABC",
+        "order": "ord_1",
+        "amount": 2990,
         "exp": NOW + int(timedelta(hours=2).total_seconds()),
     }
 
@@ -216,9 +222,11 @@ def test_tampered_or_foreign_checkout_link_rejected() -> None:
         "/", 1
     )[1]
     payload, mac = token.split(".")
-    other = provider(secret=b"other").checkout(
-        payment_id="pay_1", order_id="ord_1", amount_cents=1
-    ).pay_url.rsplit("/", 1)[1]
+    other = (
+        provider(secret=b"other")
+        .checkout(payment_id="pay_1", order_id="ord_1", amount_cents=1)
+        .pay_url.rsplit("/", 1)[1]
+    )
     for bad in (
         payload[:-1] + ("A" if payload[-1] != "A" else "B") + "." + mac,
         payload + "." + mac[:-1],
