@@ -839,7 +839,7 @@ def create_campaign(request: Request, user: Editor, raw: Posted) -> Response:
             now=now,
             entity_type="campaign",
             entity_id=made["id"],
-            after=for_audit(made),
+            after=made,
         )
         return made
 
@@ -852,16 +852,6 @@ def create_campaign(request: Request, user: Editor, raw: Posted) -> Response:
         f"/console/campaigns/{made['id']}",
         user.t(f"已创建活动「{made['name']}」", f"Campaign “{made['name']}” created"),
     )
-
-
-def for_audit(value: Any) -> Any:
-    """Rows as plain JSON-able data: ``accounts.audit`` refuses the ``quoted_name`` keys of
-    SQLAlchemy rows (orjson wants exact ``str`` keys)."""
-    if isinstance(value, dict):
-        return {str(k): for_audit(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [for_audit(v) for v in value]
-    return value
 
 
 def _visible_campaign(conn: Connection, user: ConsoleUser, campaign_id: str) -> dict[str, Any]:
@@ -907,8 +897,8 @@ def update_campaign(request: Request, user: Editor, campaign_id: str, raw: Poste
             now=now,
             entity_type="campaign",
             entity_id=campaign_id,
-            before=for_audit(before),
-            after=for_audit(after),
+            before=before,
+            after=after,
         )
         return after
 
@@ -1153,7 +1143,7 @@ def clone(request: Request, user: Editor, campaign_id: str, raw: Posted) -> Resp
             entity_type="campaign",
             entity_id=made["id"],
             before={"cloned_from": campaign_id},
-            after=for_audit(made),
+            after=made,
         )
         return made
 
