@@ -9,9 +9,10 @@ import hashlib
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from argon2 import PasswordHasher
@@ -28,6 +29,7 @@ from tuan.shared.ids import new_id
 from tuan.shared.sql import as_dict
 
 ROLES = tuple(r.value for r in Role)
+T = TypeVar("T")
 
 
 def hash_token(token: str) -> str:
@@ -418,6 +420,40 @@ def audit(
             ip=actor.ip[:64],
         )
     )
+
+
+def audited(
+    actor: Actor,
+    action: str,
+    entity_type: str,
+    fn: Callable[[Connection], T],
+    *,
+    now: datetime,
+    entity_id: str = "",
+    before: Callable[[Connection], Any] | None = None,
+) -> Callable[[Connection], T]:
+    """``fn`` plus its audit-log row (who, what, before, after) in the same transaction; the
+    entity id defaults to the ``id`` of what ``fn`` returns."""
+
+    def run(conn: Connection) -> T:
+        prior = before(conn) if before is not None else None
+        result = fn(conn)
+        ident = entity_id
+        if not ident and isinstance(result, dict):
+            ident = str(result.get("id", ""))
+        audit(
+            conn,
+            actor,
+            action,
+            now=now,
+            entity_type=entity_type,
+            entity_id=ident,
+            before=prior,
+            after=result,
+        )
+        return result
+
+    return run
 
 
 def _jsonable(value: Any) -> Any:

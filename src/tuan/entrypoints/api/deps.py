@@ -265,24 +265,7 @@ def audited(
     entity_id: str = "",
     before: Callable[[Connection], Any] | None = None,
 ) -> Callable[[Connection], T]:
-    """``fn`` plus its audit-log row (who, what, before, after), in the same transaction."""
-
-    def run(conn: Connection) -> T:
-        prior = before(conn) if before is not None else None
-        result = fn(conn)
-        ident = entity_id
-        if not ident and isinstance(result, dict):
-            ident = str(result.get("id", ""))
-        accounts.audit(
-            conn,
-            who.actor,
-            action,
-            now=c.clock(),
-            entity_type=entity_type,
-            entity_id=ident,
-            before=prior,
-            after=result,
-        )
-        return result
-
-    return run
+    """``accounts.audited`` for an API caller."""
+    return accounts.audited(
+        who.actor, action, entity_type, fn, now=c.clock(), entity_id=entity_id, before=before
+    )

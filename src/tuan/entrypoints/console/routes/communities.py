@@ -153,8 +153,8 @@ def create_community(
     c = web.container_of(request)
     now = c.clock()
 
-    def create(conn: Connection) -> dict[str, Any]:
-        row = communities.create_community(
+    def insert(conn: Connection) -> dict[str, Any]:
+        return communities.create_community(
             conn,
             name=name.strip(),
             city=city.strip(),
@@ -163,16 +163,8 @@ def create_community(
             daily_order_target=target_n,
             now=now,
         )
-        accounts.audit(
-            conn,
-            user.actor,
-            "community.create",
-            now=now,
-            entity_type="community",
-            entity_id=row["id"],
-            after=row,
-        )
-        return row
+
+    create = accounts.audited(user.actor, "community.create", "community", insert, now=now)
 
     try:
         row = c.db.write(create)
@@ -278,8 +270,8 @@ def appoint_leader(
     c = web.container_of(request)
     now = c.clock()
 
-    def create(conn: Connection) -> dict[str, Any]:
-        row = communities.create_leader(
+    def insert(conn: Connection) -> dict[str, Any]:
+        return communities.create_leader(
             conn,
             community_id=community_id,
             name=name.strip(),
@@ -287,16 +279,8 @@ def appoint_leader(
             commission_bps=bps,
             now=now,
         )
-        accounts.audit(
-            conn,
-            user.actor,
-            "leader.create",
-            now=now,
-            entity_type="leader",
-            entity_id=row["id"],
-            after=row,
-        )
-        return row
+
+    create = accounts.audited(user.actor, "leader.create", "leader", insert, now=now)
 
     try:
         row = c.db.write(create)
@@ -347,8 +331,8 @@ def add_pickup_point(
         )
     now = c.clock()
 
-    def create(conn: Connection) -> dict[str, Any]:
-        row = communities.create_pickup_point(
+    def insert(conn: Connection) -> dict[str, Any]:
+        return communities.create_pickup_point(
             conn,
             community_id=community_id,
             name=name.strip(),
@@ -356,16 +340,8 @@ def add_pickup_point(
             leader_id=leader_id or None,
             now=now,
         )
-        accounts.audit(
-            conn,
-            user.actor,
-            "pickup_point.create",
-            now=now,
-            entity_type="pickup_point",
-            entity_id=row["id"],
-            after=row,
-        )
-        return row
+
+    create = accounts.audited(user.actor, "pickup_point.create", "pickup_point", insert, now=now)
 
     try:
         row = c.db.write(create)
