@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -226,7 +225,6 @@ class NavItem:
     zh: str
     en: str
     icon: str = ""
-    children: list[NavItem] = field(default_factory=list)
 
 
 # The console's menu; a page appears only to roles that may open it.
@@ -308,6 +306,3 @@ def hx_redirect_or(request: Request, url: str) -> Response:
     if request.headers.get("hx-request") == "true":
         return Response(status_code=204, headers={"HX-Redirect": url})
     return RedirectResponse(url, status_code=303)
-
-
-Formatter = Callable[[Any], str]
