@@ -106,21 +106,13 @@ def _group_table(request: Request, user: ConsoleUser) -> Table:
         )
 
 
-def _without_hx_target(request: Request) -> Request:
-    scope = dict(request.scope)
-    scope["headers"] = [(k, v) for k, v in request.scope["headers"] if k != b"hx-target"]
-    return Request(scope, request.receive)
-
-
 def render_groups(
     request: Request, user: ConsoleUser, table: Table, *, template: str, **context: Any
 ) -> HTMLResponse:
-    """A page with a groups table. Groups show the time left before their deadline, which the
-    shared table partial has no format for, so htmx requests for the table get this module's
-    partial (``groups/_table.html``) instead of the shared one."""
+    """A page with a groups table. Groups show the time left before their deadline (this
+    module's partial, ``groups/_table.html``, in the page's ``table`` block, which htmx
+    requests for the table receive alone)."""
     now = web.container_of(request).clock()
-    if request.headers.get("hx-target") == "table":
-        request, template = _without_hx_target(request), "groups/_table.html"
     return render_table(request, user, table, template=template, now=now, **context)
 
 
