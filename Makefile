@@ -21,9 +21,9 @@ TEST_TIMEOUT ?= 75m
 PYTEST_ARGS  ?=
 BENCH_ARGS   ?=
 # Tests need PostgreSQL, Debian's Chromium (Playwright drives it) and a CJK font for screenshots
-# and PDFs; the demo needs the font only.
-SYSTEM_PACKAGES := postgresql chromium fonts-wqy-microhei
-DEMO_PACKAGES   := fonts-wqy-microhei
+# and PDFs; WeasyPrint (PDF reports) needs Pango; the demo needs the font and Pango.
+SYSTEM_PACKAGES := postgresql chromium fonts-wqy-microhei libpango-1.0-0 libpangoft2-1.0-0
+DEMO_PACKAGES   := fonts-wqy-microhei libpango-1.0-0 libpangoft2-1.0-0
 LINT_PATHS    = $(wildcard src tests benchmarks migrations)
 
 TUAN_PG_PORT ?= 55432
