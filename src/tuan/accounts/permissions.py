@@ -19,6 +19,7 @@ class Role(StrEnum):
     SUPPLY = "supply"
     ANALYST = "analyst"
     VIEWER = "viewer"
+    PROJECT_MANAGER = "project_manager"
     CUSTOMER = "customer"
 
 
@@ -30,6 +31,7 @@ ROLE_LABELS: dict[Role, tuple[str, str]] = {  # (zh, en)
     Role.SUPPLY: ("供应链", "Supply"),
     Role.ANALYST: ("分析师", "Analyst"),
     Role.VIEWER: ("只读", "Viewer"),
+    Role.PROJECT_MANAGER: ("项目经理", "Project manager"),
     Role.CUSTOMER: ("消费者", "Customer"),
 }
 
@@ -62,6 +64,9 @@ class Perm(StrEnum):
     DATA_EXPORT = "data.export"
     ANALYTICS_VIEW = "analytics.view"
     EVENTS_INGEST = "events.ingest"
+    ANALYTICS_EDIT = "analytics.edit"
+    PROJECTS_VIEW = "projects.view"
+    PROJECTS_EDIT = "projects.edit"
     # The customer's own actions (storefront and API): open, join, pay, see own orders.
     SHOP = "shop"
     ACT_FOR_CUSTOMER = "shop.act_for_customer"
@@ -92,6 +97,9 @@ PERM_LABELS: dict[Perm, tuple[str, str]] = {
     Perm.DATA_EXPORT: ("导出数据", "Export data"),
     Perm.ANALYTICS_VIEW: ("查看数据分析", "View analytics"),
     Perm.EVENTS_INGEST: ("上报分析事件", "Send analytics events"),
+    Perm.ANALYTICS_EDIT: ("录入渠道投放与实验", "Enter channel spend and experiments"),
+    Perm.PROJECTS_VIEW: ("查看项目", "View projects"),
+    Perm.PROJECTS_EDIT: ("管理项目、任务、预算和风险", "Manage projects, tasks, budgets and risks"),
     Perm.SHOP: ("开团、参团、支付", "Open, join and pay"),
     Perm.ACT_FOR_CUSTOMER: ("代顾客下单", "Act for a customer"),
 }
@@ -108,6 +116,7 @@ _VIEW_ALL = {
     Perm.NOTIFICATIONS_VIEW,
     Perm.JOBS_VIEW,
     Perm.ANALYTICS_VIEW,
+    Perm.PROJECTS_VIEW,
 }
 
 MATRIX: dict[Role, frozenset[Perm]] = {
@@ -128,6 +137,8 @@ MATRIX: dict[Role, frozenset[Perm]] = {
             Perm.DATA_EXPORT,
             Perm.ACT_FOR_CUSTOMER,
             Perm.EVENTS_INGEST,
+            Perm.ANALYTICS_EDIT,
+            Perm.PROJECTS_EDIT,
         }
     ),
     Role.LEADER: frozenset(
@@ -164,8 +175,14 @@ MATRIX: dict[Role, frozenset[Perm]] = {
             Perm.DATA_EXPORT,
         }
     ),
-    Role.ANALYST: frozenset(_VIEW_ALL | {Perm.DATA_EXPORT}),
-    Role.VIEWER: frozenset({Perm.BOARD_VIEW, Perm.CAMPAIGNS_VIEW, Perm.ANALYTICS_VIEW}),
+    Role.ANALYST: frozenset(_VIEW_ALL | {Perm.DATA_EXPORT, Perm.ANALYTICS_EDIT}),
+    Role.VIEWER: frozenset(
+        {Perm.BOARD_VIEW, Perm.CAMPAIGNS_VIEW, Perm.ANALYTICS_VIEW, Perm.PROJECTS_VIEW}
+    ),
+    # Runs campaign projects (SOPs, tasks, budget, risks); sees the numbers the goals read.
+    Role.PROJECT_MANAGER: frozenset(
+        _VIEW_ALL | {Perm.PROJECTS_EDIT, Perm.DATA_EXPORT, Perm.AUDIT_VIEW}
+    ),
     Role.CUSTOMER: frozenset({Perm.SHOP}),
 }
 
