@@ -1,0 +1,22 @@
+"""engine join path (indexes)
+
+Revision ID: c0a1e5ce0004
+Revises: c0a1e5ce0003
+Create Date: 2026-11-22 05:00:00
+"""
+
+from collections.abc import Sequence
+
+# revision identifiers, used by Alembic.
+revision: str = "c0a1e5ce0004"
+down_revision: str | Sequence[str] | None = "c0a1e5ce0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
