@@ -25,6 +25,7 @@ from tuan.entrypoints.console.web import (
     ConsoleUser,
     Forbidden,
     container_of,
+    fmt_duration,
     fmt_pct,
     fmt_time,
     fmt_yuan,
@@ -33,7 +34,7 @@ from tuan.entrypoints.console.web import (
 )
 from tuan.shared import listing as lst
 
-Fmt = Literal["text", "money", "datetime", "int", "pct", "status", "bool"]
+Fmt = Literal["text", "money", "datetime", "int", "pct", "status", "bool", "time_left"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class Col:
     link: Callable[[Mapping[str, Any]], str | None] | None = None
     align_right: bool = False
     export: bool = True
+    # For "time_left": the row's deadline column, and the statuses for which the clock runs.
+    source: str = ""
+    running: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,28 @@ def query_for(request: Request, user: ConsoleUser, table: Table) -> lst.ListQuer
     )
 
 
-def cell(table: Table, col: Col, row: Mapping[str, Any], locale: str, tz: str) -> str:
+SOON_SECONDS = 3600  # a countdown under an hour is marked "soon"
+
+
+def time_left(col: Col, row: Mapping[str, Any], now: datetime) -> float | None:
+    """Seconds until the row's deadline (``col.source``) while its status runs the clock."""
+    deadline = row.get(col.source)
+    if not isinstance(deadline, datetime) or row.get("status") not in col.running:
+        return None
+    return (deadline - now).total_seconds()
+
+
+def cell(
+    table: Table,
+    col: Col,
+    row: Mapping[str, Any],
+    locale: str,
+    tz: str,
+    now: datetime | None = None,
+) -> str:
+    if col.fmt == "time_left":
+        left = time_left(col, row, now) if now is not None else None
+        return "—" if left is None else fmt_duration(left, locale)
     value = row.get(col.key)
     if value is None:
         return "—"
@@ -114,6 +139,11 @@ def render_table(
         page = lst.fetch(conn, table.listing, query)
     base = request.url.path
     tz = c.settings.timezone
+    now = c.clock()
+
+    def soon(col: Col, row: Mapping[str, Any]) -> bool:
+        left = time_left(col, row, now) if col.fmt == "time_left" else None
+        return left is not None and 0 < left < SOON_SECONDS
 
     def href(**changes: Any) -> str:
         params = query.params(**changes)
@@ -126,7 +156,12 @@ def render_table(
     rows = [
         {
             "cells": [
-                (col, cell(table, col, row, user.locale, tz), col.link(row) if col.link else None)
+                (
+                    col,
+                    cell(table, col, row, user.locale, tz, now),
+                    col.link(row) if col.link else None,
+                    soon(col, row),
+                )
                 for col in table.cols
             ],
             "raw": row,

@@ -29,7 +29,7 @@ from tuan.accounts import service as accounts
 from tuan.accounts.permissions import Perm
 from tuan.entrypoints.api.schemas.groupbuy import CampaignIn
 from tuan.entrypoints.console import web
-from tuan.entrypoints.console.routes.groups import group_cols, render_groups, with_choices
+from tuan.entrypoints.console.routes.groups import group_cols, with_choices
 from tuan.entrypoints.console.tables import Col, Table, export_table, render_table
 from tuan.entrypoints.console.web import ConsoleUser, Need
 from tuan.groupbuy import listings, model
@@ -1026,7 +1026,7 @@ def _detail(
         "clone_errors": clone_errors or {},
     }
     if user.can(Perm.GROUPS_VIEW):  # the groups table, for those who may see groups
-        response = render_groups(
+        response = render_table(
             request, user, table, template="campaigns/detail.html", show_groups=True, **context
         )
     else:

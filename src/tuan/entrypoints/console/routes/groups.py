@@ -67,6 +67,15 @@ def group_cols(*, with_campaign: bool = True) -> tuple[Col, ...]:
         Col("seats_taken", "已占位", "Places taken", "int"),
         Col("opened_at", "开团时间", "Opened", "datetime"),
         Col("deadline_at", "截止时间", "Deadline", "datetime"),
+        Col(
+            "time_left",
+            "剩余时间",
+            "Time left",
+            "time_left",
+            source="deadline_at",
+            running=("open", "formed"),
+            export=False,
+        ),
     )
     return cols if with_campaign else cols[1:]
 
@@ -106,19 +115,9 @@ def _group_table(request: Request, user: ConsoleUser) -> Table:
         )
 
 
-def render_groups(
-    request: Request, user: ConsoleUser, table: Table, *, template: str, **context: Any
-) -> HTMLResponse:
-    """A page with a groups table. Groups show the time left before their deadline (this
-    module's partial, ``groups/_table.html``, in the page's ``table`` block, which htmx
-    requests for the table receive alone)."""
-    now = web.container_of(request).clock()
-    return render_table(request, user, table, template=template, now=now, **context)
-
-
 @router.get("/console/groups", response_class=HTMLResponse)
 def groups_page(request: Request, user: GroupViewer) -> Response:
-    return render_groups(request, user, _group_table(request, user), template="groups/list.html")
+    return render_table(request, user, _group_table(request, user), template="groups/list.html")
 
 
 @router.get("/console/groups/export.{fmt}")
