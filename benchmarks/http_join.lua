@@ -7,7 +7,9 @@
 -- "pay": {}}, one line of WORK ("customer_id invite_code") per request, every customer once, each
 -- request with an Idempotency-Key of its own; the operator TOKEN acts for the customers. Every
 -- thread writes OUT.<thread> (one JSON object per line: the pay paths of its orders, then its
--- counts) and done() writes OUT.summary (wrk's own figures and latency percentiles).
+-- counts) and done() writes OUT.summary (wrk's own figures and latency percentiles). A thread
+-- stops sending at its first refusal for lack of stock (the campaign ends when its stock runs
+-- out), like the Python generator; only the requests then in flight are refused after it.
 
 local ffi = require("ffi")
 ffi.cdef [[
@@ -22,6 +24,7 @@ end
 
 local threads = {}
 local counter = 0
+local sold_out = { out_of_stock = true, campaign_not_live = true, campaign_cap_reached = true }
 
 function setup(thread)
   thread:set("id", counter)
@@ -83,6 +86,9 @@ function response(status, hdrs, body)
     refused = refused + 1
     local code = body:match('"code":"([^"]+)"') or tostring(status)
     codes[code] = (codes[code] or 0) + 1
+    if sold_out[code] then -- the stock ran out: stop, as the Python client does, so that the
+      wrk.thread:stop()    -- phase's server CPU is the joins' and not seconds of refusals
+    end
   end
 end
 

@@ -34,13 +34,9 @@ from tuan.groupbuy.errors import (
     UNPAID_ORDER_EXISTS,
 )
 from tuan.groupbuy.store import (
-    CUSTOMER,
-    FIRST_ITEM,
-    GROUP_BY_CODE,
-    GROUP_BY_ID,
     GROUP_PAID,
     ITEM_BY_SKU,
-    MEMBERSHIP,
+    JOIN_READ,
     TAKE_CAP,
     TAKE_SEAT,
     TAKE_STOCK,
@@ -374,12 +370,18 @@ def join_group(
     """One-tap join (一键参团) by invite code or group id. The hot path: prepared statements."""
     if quantity < 1:
         raise DomainError(INVALID_QUANTITY)
+    item_key = "first" if sku_id is None else "sku"
     if invite_code is not None:
-        row = GROUP_BY_CODE(conn, {"code": invite_code.strip().upper()}).first()
+        row = JOIN_READ["code", item_key](
+            conn,
+            {"code": invite_code.strip().upper(), "customer_id": customer_id, "sku_id": sku_id},
+        ).first()
         if row is None:
             raise DomainError(NOT_FOUND, kind="invite code", id=invite_code)
     else:
-        row = GROUP_BY_ID(conn, {"id": group_id}).first()
+        row = JOIN_READ["id", item_key](
+            conn, {"id": group_id, "customer_id": customer_id, "sku_id": sku_id}
+        ).first()
         if row is None:
             raise DomainError(NOT_FOUND, kind="group", id=group_id)
     g = row._mapping
@@ -395,33 +397,30 @@ def join_group(
         "all_communities": g["all_communities"],
         "max_open_groups": g["max_open_groups"],
     }
-    group = {k: v for k, v in g.items() if k in _GROUP_KEYS}
+    group = {k: g[k] for k in _GROUP_KEYS}
     _require_live(campaign, now)
-    community = CUSTOMER(conn, {"id": customer_id}).first()
-    if community is None:
+    if g["cu_id"] is None:
         raise DomainError(NOT_FOUND, kind="customer", id=customer_id)
     pickup = pickup_point_id or g["pickup_point_id"]
-    community_id = _placement_community(conn, community.community_id, pickup)
+    community_id = _placement_community(conn, g["cu_community_id"], pickup)
     _require_community(conn, campaign, community_id)
-    if sku_id is None:
-        item_row = FIRST_ITEM(conn, {"campaign_id": g["campaign_id"]}).first()
-    else:
-        item_row = ITEM_BY_SKU(conn, {"campaign_id": g["campaign_id"], "sku_id": sku_id}).first()
-    if item_row is None:
+    if g["item_id"] is None:
         raise DomainError(ITEM_NOT_IN_CAMPAIGN, sku_id=sku_id, campaign_id=g["campaign_id"])
-    held = MEMBERSHIP(
-        conn,
-        {"group_id": g["id"], "customer_id": customer_id, "campaign_id": g["campaign_id"]},
-    ).one()
-    if held.in_group:
+    item = {
+        "id": g["item_id"],
+        "sku_id": g["item_sku_id"],
+        "group_price_cents": g["item_group_price_cents"],
+        "warning_level": g["item_warning_level"],
+    }
+    if g["in_group"]:
         raise DomainError(ALREADY_IN_GROUP, group_id=g["id"])
-    if held.unpaid:
+    if g["unpaid"]:
         raise DomainError(UNPAID_ORDER_EXISTS)
     order = _take_place(
         conn,
         campaign,
         group,
-        dict(item_row._mapping),
+        item,
         customer_id,
         quantity,
         now,
@@ -432,7 +431,7 @@ def join_group(
     return Placement(group=group, order=order)
 
 
-_GROUP_KEYS = frozenset(c.name for c in buy_groups.columns)
+_GROUP_KEYS = tuple(c.name for c in buy_groups.columns)
 
 
 def _take_place(

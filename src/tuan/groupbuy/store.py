@@ -181,24 +181,49 @@ _GROUP_COLS = {
     "col__auto_close_at_warning": Boolean(),
     "col__all_communities": Boolean(),
 }
-GROUP_BY_CODE = stmt(_GROUP_WITH_CAMPAIGN + " WHERE g.invite_code = :code", **_GROUP_COLS)
-GROUP_BY_ID = stmt(_GROUP_WITH_CAMPAIGN + " WHERE g.id = :id", **_GROUP_COLS)
+# The join's reads in one statement (ADR 0007): the group and its campaign; the customer (NULL
+# columns when unknown); the campaign item — the SKU asked for, else the campaign's first — with
+# its SKU's warning level; and the customer's live orders in the campaign: a seat in this group
+# (``uq_orders_one_seat``), an unpaid order (``uq_orders_one_unpaid``). The service raises the
+# same errors in the same order as when these were five statements.
+_LIVE = "('pending_payment', 'paid', 'confirmed', 'completed')"
+_JOIN_EXTRA = f"""
+, cu.id AS cu_id, cu.community_id AS cu_community_id,
+  ci.id AS item_id, ci.sku_id AS item_sku_id, ci.group_price_cents AS item_group_price_cents,
+  s.warning_level AS item_warning_level,
+  (SELECT COUNT(*) FROM orders o WHERE o.group_id = g.id AND o.customer_id = :customer_id
+   AND o.status IN {_LIVE}) AS in_group,
+  (SELECT COUNT(*) FROM orders o WHERE o.campaign_id = g.campaign_id
+   AND o.customer_id = :customer_id AND o.status = 'pending_payment') AS unpaid
+"""
+_JOIN_FROM = """
+FROM buy_groups g JOIN campaigns c ON c.id = g.campaign_id
+LEFT JOIN customers cu ON cu.id = :customer_id
+"""
+_ITEM_BY_SKU_JOIN = """
+LEFT JOIN campaign_items ci ON ci.campaign_id = g.campaign_id AND ci.sku_id = :sku_id
+LEFT JOIN skus s ON s.id = ci.sku_id
+"""
+_FIRST_ITEM_JOIN = """
+LEFT JOIN campaign_items ci ON ci.id = (
+  SELECT MIN(x.id) FROM campaign_items x WHERE x.campaign_id = g.campaign_id)
+LEFT JOIN skus s ON s.id = ci.sku_id
+"""
+_JOIN_SELECT = _GROUP_WITH_CAMPAIGN.split("FROM buy_groups g", 1)[0] + _JOIN_EXTRA + _JOIN_FROM
+JOIN_READ = {
+    (by, item): stmt(
+        _JOIN_SELECT
+        + (_ITEM_BY_SKU_JOIN if item == "sku" else _FIRST_ITEM_JOIN)
+        + (" WHERE g.invite_code = :code" if by == "code" else " WHERE g.id = :id"),
+        **_GROUP_COLS,
+    )
+    for by in ("code", "id")
+    for item in ("sku", "first")
+}
 ITEM_BY_SKU = stmt(
     "SELECT ci.id, ci.sku_id, ci.group_price_cents, s.warning_level"
     " FROM campaign_items ci JOIN skus s ON s.id = ci.sku_id"
     " WHERE ci.campaign_id = :campaign_id AND ci.sku_id = :sku_id"
-)
-FIRST_ITEM = stmt(
-    "SELECT ci.id, ci.sku_id, ci.group_price_cents, s.warning_level"
-    " FROM campaign_items ci JOIN skus s ON s.id = ci.sku_id"
-    " WHERE ci.campaign_id = :campaign_id ORDER BY ci.id LIMIT 1"
-)
-# The customer's live orders in the campaign: a seat in this group? an unpaid order?
-MEMBERSHIP = stmt(
-    "SELECT COALESCE(SUM(CASE WHEN group_id = :group_id THEN 1 ELSE 0 END), 0) AS in_group,"
-    " COALESCE(SUM(CASE WHEN status = 'pending_payment' THEN 1 ELSE 0 END), 0) AS unpaid"
-    " FROM orders WHERE customer_id = :customer_id AND campaign_id = :campaign_id"
-    " AND status IN ('pending_payment', 'paid', 'confirmed', 'completed')"
 )
 TAKE_SEAT = stmt(
     "UPDATE buy_groups SET seats_taken = seats_taken + 1"
@@ -224,7 +249,6 @@ TAKE_STOCK = stmt(
     " WHERE id = :id AND on_hand - reserved - :quantity >= :floor"
     " RETURNING on_hand, reserved, warning_level"
 )
-CUSTOMER = stmt("SELECT id, community_id FROM customers WHERE id = :id")
 GROUP_PAID = stmt(
     "UPDATE buy_groups SET paid_members = paid_members + 1, paid_units = paid_units + :quantity"
     " WHERE id = :id"

@@ -21,7 +21,9 @@ payments = Table(
     "payments",
     metadata,
     Column("id", String(40), primary_key=True),
-    Column("order_id", String(40), ForeignKey("orders.id"), nullable=False, index=True),
+    # No index of its own: ix_payments_pending (order_id, status) serves every read by order
+    # and the foreign key's checks; one index less for the join-and-pay INSERT (ADR 0007).
+    Column("order_id", String(40), ForeignKey("orders.id"), nullable=False),
     Column("provider", String(24), nullable=False),
     Column("provider_ref", String(64), nullable=False),
     Column("amount_cents", Integer, nullable=False),
