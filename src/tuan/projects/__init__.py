@@ -1,0 +1,1 @@
+"""Projects: tasks, their schedule (critical path method) and the working calendar."""

@@ -1,0 +1,404 @@
+"""Project goals (SMART): a metric, a target, a deadline and a scope, with actual, trend,
+forecast and a status (on track / at risk / off track).
+
+The rules (pure, tested at their edges; written down in docs/projects-controls.md):
+
+*Cumulative metrics* (GMV, orders, paid orders) count from the goal's start.
+
+- linear path: ``expected(t) = target × (t − start) / (deadline − start)``;
+- forecast at the deadline: ``actual + run_rate × days_left`` where ``run_rate`` is what the
+  last :data:`RUN_RATE_DAYS` days brought, per day (over the time elapsed, if shorter);
+- status: **achieved** once ``actual ≥ target`` (shown as on track); after the deadline
+  anything else is **off track**; before the start, on track. In between: **on track** when
+  ``actual ≥ expected`` *and* ``forecast ≥ target``; **off track** when
+  ``actual < 90 % × expected`` *and* ``forecast < 90 % × target``; otherwise **at risk**.
+
+*Rate metrics* (formation rate) are not summed: ``actual`` is the rate over the whole period
+so far, ``forecast`` the rate over the last :data:`RUN_RATE_DAYS` days (where the recent run
+is heading). On track when both are ``≥ target``, off track when both are ``< 90 % × target``,
+otherwise at risk; with no closed group yet the status is at risk (nothing to go on).
+
+The metric readers take the engine's own tables (source ``engine``): ``orders`` for GMV and
+order counts, ``buy_groups`` for the formation rate, for a scope (everything, a campaign or a
+community) and a time range; days are local days (Asia/Shanghai by default).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, insert, select
+
+from tuan.groupbuy.store import buy_groups, campaigns
+from tuan.orders.store import orders
+from tuan.projects.errors import GOAL_INVALID
+from tuan.projects.store import projects
+from tuan.projects.tracking_store import project_goals
+from tuan.shared.errors import NOT_FOUND, DomainError
+from tuan.shared.ids import new_id
+
+RUN_RATE_DAYS = 7
+SLACK = 0.9  # below 90 % of the path (and of the target) is off track
+
+ON_TRACK = "on_track"
+AT_RISK = "at_risk"
+OFF_TRACK = "off_track"
+STATUS_LABELS = {
+    ON_TRACK: ("正常", "On track"),
+    AT_RISK: ("有风险", "At risk"),
+    OFF_TRACK: ("偏离", "Off track"),
+}
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    kind: str  # sum | rate
+    unit: str  # cents | count | ratio
+    zh: str
+    en: str
+
+
+METRICS: dict[str, MetricDef] = {
+    "gmv_cents": MetricDef("sum", "cents", "成交额(GMV)", "GMV"),
+    "orders": MetricDef("sum", "count", "下单数", "Orders"),
+    "paid_orders": MetricDef("sum", "count", "支付订单数", "Paid orders"),
+    "formation_rate": MetricDef("rate", "ratio", "成团率", "Formation rate"),
+}
+SCOPES = ("all", "campaign", "community")
+
+
+# -- pure rules --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Assessment:
+    status: str  # on_track | at_risk | off_track
+    achieved: bool
+    expected: float | None  # where the linear path is now (cumulative metrics)
+    forecast: float | None  # the value expected at the deadline
+    reason: str  # a short English key of why: achieved, ahead, behind_path, …
+
+
+def _at_least(value: float, limit: float) -> bool:
+    """``value ≥ limit`` up to float rounding (0.9 × 0.8 is 0.7200000000000001)."""
+    return value >= limit - 1e-9 * max(1.0, abs(limit))
+
+
+def elapsed_fraction(start: datetime, deadline: datetime, now: datetime) -> float:
+    """How far ``now`` is along ``[start, deadline]``, clamped to 0..1."""
+    span = (deadline - start).total_seconds()
+    if span <= 0:
+        raise ValueError("deadline must come after start")
+    return min(1.0, max(0.0, (now - start).total_seconds() / span))
+
+
+def forecast_sum(actual: float, recent_total: float, recent_days: float, days_left: float) -> float:
+    """Cumulative value at the deadline if the recent run rate (``recent_total`` over the last
+    ``recent_days`` days) holds for the ``days_left``."""
+    rate = recent_total / recent_days if recent_days > 0 else 0.0
+    return actual + rate * max(0.0, days_left)
+
+
+def recent_window(start: datetime, now: datetime) -> tuple[datetime, float]:
+    """The run-rate window ending at ``now``: the last :data:`RUN_RATE_DAYS` days, or less at
+    the start of the goal. Returns its start and its length in days."""
+    begin = max(start, now - timedelta(days=RUN_RATE_DAYS))
+    return begin, max(0.0, (now - begin).total_seconds() / 86400)
+
+
+def assess_sum(
+    *,
+    target: float,
+    actual: float,
+    start: datetime,
+    deadline: datetime,
+    now: datetime,
+    recent_total: float,
+    recent_days: float,
+) -> Assessment:
+    """Status of a cumulative goal (see the module's docstring)."""
+    expected = target * elapsed_fraction(start, deadline, now)
+    days_left = max(0.0, (deadline - now).total_seconds() / 86400)
+    forecast = forecast_sum(actual, recent_total, recent_days, days_left)
+    if _at_least(actual, target):
+        return Assessment(ON_TRACK, True, expected, max(forecast, actual), "achieved")
+    if now >= deadline:
+        return Assessment(OFF_TRACK, False, expected, actual, "deadline_passed")
+    if now <= start:
+        return Assessment(ON_TRACK, False, expected, None, "not_started")
+    on_path = _at_least(actual, expected)
+    reaches = _at_least(forecast, target)
+    if on_path and reaches:
+        return Assessment(ON_TRACK, False, expected, forecast, "on_path")
+    if not _at_least(actual, SLACK * expected) and not _at_least(forecast, SLACK * target):
+        return Assessment(OFF_TRACK, False, expected, forecast, "far_behind")
+    return Assessment(
+        AT_RISK, False, expected, forecast, "behind_path" if not on_path else "slowing"
+    )
+
+
+def assess_rate(
+    *, target: float, actual: float | None, recent: float | None, deadline: datetime, now: datetime
+) -> Assessment:
+    """Status of a rate goal (see the module's docstring)."""
+    if actual is None:
+        return Assessment(AT_RISK, False, None, recent, "no_data")
+    forecast = recent if recent is not None else actual
+    achieved = now >= deadline and _at_least(actual, target)
+    if _at_least(actual, target) and _at_least(forecast, target):
+        return Assessment(ON_TRACK, achieved, None, forecast, "at_target")
+    if now >= deadline:
+        return Assessment(OFF_TRACK, False, None, forecast, "deadline_passed")
+    if not _at_least(actual, SLACK * target) and not _at_least(forecast, SLACK * target):
+        return Assessment(OFF_TRACK, False, None, forecast, "far_below")
+    return Assessment(AT_RISK, False, None, forecast, "below_target")
+
+
+# -- reading metrics from the engine -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricReading:
+    metric: str
+    source: str  # where the numbers come from, e.g. "engine:orders"
+    value: float | None  # the cumulative total, or the rate over the range
+    daily: list[tuple[date, float | None]]  # every local day of the range, oldest first
+    numerator: int | None = None  # rates: formed groups
+    denominator: int | None = None  # rates: closed groups (formed + failed)
+
+
+def local_days(start: datetime, end: datetime, zone: str) -> list[date]:
+    tz = ZoneInfo(zone)
+    first, last = start.astimezone(tz).date(), (end - timedelta(microseconds=1)).astimezone(tz)
+    days: list[date] = []
+    day = first
+    while day <= last.date():
+        days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def _scope_filter(table: Any, scope_kind: str, scope_id: str | None) -> list[Any]:
+    if scope_kind == "campaign":
+        return [table.c.campaign_id == scope_id]
+    if scope_kind == "community":
+        return [table.c.community_id == scope_id]
+    return []
+
+
+def read_metric(
+    conn: Connection,
+    metric: str,
+    *,
+    start: datetime,
+    end: datetime,
+    scope_kind: str = "all",
+    scope_id: str | None = None,
+    zone: str = "Asia/Shanghai",
+) -> MetricReading:
+    """One metric over ``[start, end)`` for a scope, with its daily series (local days).
+
+    Sources: GMV = paid amounts of orders paid in the range (``engine:orders``, gross of later
+    refunds); orders = orders created; paid orders = orders paid; formation rate = groups
+    formed ÷ groups closed (formed + failed) in the range (``engine:buy_groups``)."""
+    if metric not in METRICS:
+        raise DomainError(GOAL_INVALID, detail=f"metric must be one of {', '.join(METRICS)}")
+    if scope_kind not in SCOPES:
+        raise DomainError(GOAL_INVALID, detail=f"scope must be one of {', '.join(SCOPES)}")
+    tz = ZoneInfo(zone)
+    days = local_days(start, end, zone) if end > start else []
+    if metric == "formation_rate":
+        where = _scope_filter(buy_groups, scope_kind, scope_id)
+        formed: dict[date, int] = defaultdict(int)
+        closed: dict[date, int] = defaultdict(int)
+        for (at,) in conn.execute(
+            select(buy_groups.c.formed_at).where(
+                *where, buy_groups.c.formed_at >= start, buy_groups.c.formed_at < end
+            )
+        ):
+            formed[at.astimezone(tz).date()] += 1
+            closed[at.astimezone(tz).date()] += 1
+        for (at,) in conn.execute(
+            select(buy_groups.c.failed_at).where(
+                *where,
+                buy_groups.c.failed_at >= start,
+                buy_groups.c.failed_at < end,
+                buy_groups.c.formed_at.is_(None),
+            )
+        ):
+            closed[at.astimezone(tz).date()] += 1
+        num, den = sum(formed.values()), sum(closed.values())
+        return MetricReading(
+            metric,
+            "engine:buy_groups",
+            num / den if den else None,
+            [(d, formed[d] / closed[d] if closed[d] else None) for d in days],
+            num,
+            den,
+        )
+    where = _scope_filter(orders, scope_kind, scope_id)
+    column = orders.c.created_at if metric == "orders" else orders.c.paid_at
+    per_day: dict[date, float] = defaultdict(float)
+    for at, paid in conn.execute(
+        select(column, orders.c.paid_cents).where(*where, column >= start, column < end)
+    ):
+        per_day[at.astimezone(tz).date()] += paid if metric == "gmv_cents" else 1
+    total = float(sum(per_day.values()))
+    return MetricReading(metric, "engine:orders", total, [(d, per_day[d]) for d in days])
+
+
+# -- goals: use cases ----------------------------------------------------------------------------
+
+
+def _project(conn: Connection, project_id: str) -> dict[str, Any]:
+    row = conn.execute(select(projects).where(projects.c.id == project_id)).first()
+    if row is None:
+        raise DomainError(NOT_FOUND, kind="project", id=project_id)
+    return dict(row._mapping)
+
+
+def _check_goal(conn: Connection, values: dict[str, Any]) -> None:
+    metric = values["metric"]
+    if metric not in METRICS:
+        raise DomainError(GOAL_INVALID, detail=f"metric must be one of {', '.join(METRICS)}")
+    target = values["target"]
+    if isinstance(target, bool) or not isinstance(target, int | float) or not math.isfinite(target):
+        raise DomainError(GOAL_INVALID, detail="target must be a number")
+    if target <= 0:
+        raise DomainError(GOAL_INVALID, detail="target must be above zero")
+    unit = METRICS[metric].unit
+    if unit == "ratio" and target > 1:
+        raise DomainError(GOAL_INVALID, detail="a rate target is a fraction between 0 and 1")
+    if unit in ("cents", "count") and float(target) != int(target):
+        raise DomainError(GOAL_INVALID, detail=f"a {unit} target must be a whole number")
+    for key in ("starts_at", "deadline_at"):
+        if values[key].tzinfo is None:
+            raise DomainError(GOAL_INVALID, detail=f"{key} needs a time zone")
+    if values["deadline_at"] <= values["starts_at"]:
+        raise DomainError(GOAL_INVALID, detail="the deadline must come after the start")
+    kind, ident = values["scope_kind"], values["scope_id"]
+    if kind not in SCOPES:
+        raise DomainError(
+            GOAL_INVALID,
+            detail=f"scope must be one of {', '.join(SCOPES)} (channel scopes need the analytics"
+            " store's attribution, not yet available)",
+        )
+    if kind == "all" and ident:
+        raise DomainError(GOAL_INVALID, detail="scope 'all' takes no scope_id")
+    if kind in ("campaign", "community"):
+        from tuan.communities.store import communities
+
+        table = campaigns if kind == "campaign" else communities
+        if not ident or conn.execute(select(table.c.id).where(table.c.id == ident)).first() is None:
+            raise DomainError(NOT_FOUND, kind=kind, id=ident or "")
+
+
+def create_goal(
+    conn: Connection,
+    project_id: str,
+    *,
+    name: str,
+    metric: str,
+    target: float,
+    starts_at: datetime,
+    deadline_at: datetime,
+    scope_kind: str = "all",
+    scope_id: str | None = None,
+    now: datetime,
+    created_by: str | None = None,
+) -> dict[str, Any]:
+    _project(conn, project_id)
+    name = name.strip()
+    if not name or len(name) > 160:
+        raise DomainError(GOAL_INVALID, detail="the name must have 1 to 160 characters")
+    values = {
+        "id": new_id("gol"),
+        "project_id": project_id,
+        "name": name,
+        "metric": metric,
+        "target": target,
+        "starts_at": starts_at,
+        "deadline_at": deadline_at,
+        "scope_kind": scope_kind,
+        "scope_id": scope_id or None,
+        "created_by": created_by,
+        "created_at": now,
+    }
+    _check_goal(conn, values)
+    values["target"] = float(target)
+    conn.execute(insert(project_goals).values(**values))
+    return get_goal(conn, str(values["id"]))
+
+
+def get_goal(conn: Connection, goal_id: str) -> dict[str, Any]:
+    row = conn.execute(select(project_goals).where(project_goals.c.id == goal_id)).first()
+    if row is None:
+        raise DomainError(NOT_FOUND, kind="goal", id=goal_id)
+    return dict(row._mapping)
+
+
+def delete_goal(conn: Connection, project_id: str, goal_id: str) -> dict[str, Any]:
+    goal = get_goal(conn, goal_id)
+    if goal["project_id"] != project_id:
+        raise DomainError(NOT_FOUND, kind="goal", id=goal_id)
+    conn.execute(project_goals.delete().where(project_goals.c.id == goal_id))
+    return goal
+
+
+def goal_progress(
+    conn: Connection, goal: dict[str, Any], now: datetime, zone: str = "Asia/Shanghai"
+) -> dict[str, Any]:
+    """A goal with its actual, trend (daily series), forecast to the deadline and status."""
+    start, deadline = goal["starts_at"], goal["deadline_at"]
+    end = min(max(now, start), deadline)
+    metric = str(goal["metric"])
+    scope = {"scope_kind": goal["scope_kind"], "scope_id": goal["scope_id"], "zone": zone}
+    reading = read_metric(conn, metric, start=start, end=end, **scope)
+    begin, days = recent_window(start, end)
+    recent = read_metric(conn, metric, start=begin, end=end, **scope)
+    target = float(goal["target"])
+    value = reading.value
+    if METRICS[metric].kind == "sum":
+        value = float(value or 0)
+        assessment = assess_sum(
+            target=target,
+            actual=value,
+            start=start,
+            deadline=deadline,
+            now=now,
+            recent_total=float(recent.value or 0),
+            recent_days=days,
+        )
+    else:
+        assessment = assess_rate(
+            target=target, actual=value, recent=recent.value, deadline=deadline, now=now
+        )
+    return {
+        **goal,
+        "unit": METRICS[metric].unit,
+        "source": reading.source,
+        "actual": value,
+        "expected": assessment.expected,
+        "forecast": assessment.forecast,
+        "status": assessment.status,
+        "achieved": assessment.achieved,
+        "reason": assessment.reason,
+        "trend": [{"day": d.isoformat(), "value": v} for d, v in reading.daily],
+    }
+
+
+def list_goals(
+    conn: Connection, project_id: str, now: datetime, zone: str = "Asia/Shanghai"
+) -> list[dict[str, Any]]:
+    _project(conn, project_id)
+    rows = conn.execute(
+        select(project_goals)
+        .where(project_goals.c.project_id == project_id)
+        .order_by(project_goals.c.deadline_at, project_goals.c.id)
+    )
+    return [goal_progress(conn, dict(r._mapping), now, zone) for r in rows]
