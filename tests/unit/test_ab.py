@@ -515,3 +515,9 @@ def test_assignment_errors_and_cli() -> None:
     payload = json.loads(result.stdout)
     # buckets 0.0505 and 0.2696 both fall in A's half
     assert payload == {"experiment": "seed", "assignments": {"a": "A", "b": "A"}}
+
+
+def test_absurdly_large_sums_are_refused_not_overflowed() -> None:
+    # Found by schemathesis: 1.34e154 squared overflows a float inside the input check.
+    with pytest.raises(ABInputError, match="revenue_sum is too large"):
+        VariantSummary("b", units=1, conversions=0, revenue_sum=1.3407807929942597e154)

@@ -684,3 +684,11 @@ def test_bad_requests(con: duckdb.DuckDBPyConnection, kwargs: dict[str, Any], me
 def test_missing_views_is_a_clear_error() -> None:
     with pytest.raises(KpiInputError, match="analytics views are missing"):
         kpis.gmv(duckdb.connect(), start=D1, end=D2)
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31", date(1899, 12, 31)])
+def test_days_outside_the_supported_range_are_refused(day: str | date) -> None:
+    # Found by schemathesis: the period before 0001-01-01 is not a date.
+    with pytest.raises(KpiInputError, match="is outside 1900-01-01"):
+        kpis.as_date(day, "start")
+    assert kpis.as_date("2026-11-22", "start") == date(2026, 11, 22)

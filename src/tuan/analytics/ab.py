@@ -62,6 +62,10 @@ class ABInputError(ValueError):
 # Input
 
 
+# Larger sums are not revenue but noise (and their squares overflow a float).
+MAX_INPUT = 1e100
+
+
 @dataclass(frozen=True)
 class VariantSummary:
     """Sufficient statistics of one variant."""
@@ -86,6 +90,8 @@ class VariantSummary:
                 raise ABInputError(f"variant {name!r}: {label} is not a finite number")
             if value < 0:
                 raise ABInputError(f"variant {name!r}: {label} is negative ({value})")
+            if value > MAX_INPUT:
+                raise ABInputError(f"variant {name!r}: {label} is too large ({value:g})")
         if self.units == 0:
             raise ABInputError(f"variant {name!r}: units is 0 (nobody was exposed)")
         if self.conversions > self.units:

@@ -24,8 +24,14 @@ ADR 0006 says why. In short:
   their ids. A crash before (3) leaves the batch claimed; the next run writes only the files
   still missing — from the same rows, under the same names — and deletes: no event is written
   twice, none is lost.
+* **Person key**: each exported file also carries ``person_key`` (DuckDB's hash of
+  ``customer_id``, else ``anonymous_id``; NULL without either), computed once here so that
+  queries group people by an integer column (:func:`with_person_key`; older files are rewritten
+  once by :func:`upgrade_person_key`).
 * **Reads** (:func:`connect`): DuckDB over the Parquet glob (hive partitioning), views
-  ``events`` and ``order_facts``; many processes can read while the scheduler writes.
+  ``events`` and ``order_facts`` (their columns are a contract), ``events_keyed`` (``events``
+  with ``person_key``) and ``rollups`` (:mod:`tuan.analytics.rollups`, refreshed after each
+  export and order-facts rewrite); many processes can read while the scheduler writes.
   Events become visible there once exported (at most ``max_wait`` after arrival).
 * **Order facts** (:func:`write_order_facts`): one row per order with what money KPIs need
   (paid, cost, refunded, channel …), rewritten as one Parquet file swapped atomically into
@@ -190,8 +196,9 @@ def reset(analytics_dir: Path) -> None:
     refilled, e.g. by ``tuan demo``: the files describe a business that no longer exists)."""
     import shutil
 
-    for name in ("events", "order_facts"):
+    for name in ("events", "order_facts", "rollups"):
         shutil.rmtree(analytics_dir / name, ignore_errors=True)
+    (analytics_dir / PERSON_KEY_MARK).unlink(missing_ok=True)
     with _facts_lock:
         _facts_runs.pop(str(analytics_dir.resolve()), None)
 
@@ -515,6 +522,53 @@ def _batch_table(db: Database, batch: str) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+PERSON_KEY_SQL = (
+    "CASE WHEN coalesce(customer_id, anonymous_id) IS NOT NULL"
+    " THEN hash(coalesce(customer_id, anonymous_id)) END"
+)
+# Beside ``events/``: every file there carries ``person_key`` (new folders get it at once,
+# older ones once :func:`upgrade_person_key` has rewritten their files).
+PERSON_KEY_MARK = "events.person_key"
+
+
+def with_person_key(table: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+    """``table`` (the event columns) with ``person_key`` added: the person (``customer_id``,
+    else ``anonymous_id``) as DuckDB's 64-bit hash of the id, NULL without either — computed
+    once here, so that queries group and join people by an integer column instead of reading
+    and hashing two string columns (see docs/kpis.md)."""
+    import duckdb
+
+    own = con is None
+    db = duckdb.connect() if con is None else con
+    try:
+        db.register("_batch", table)
+        out = db.sql(f"SELECT *, {PERSON_KEY_SQL} AS person_key FROM _batch").to_arrow_table()
+        db.unregister("_batch")
+    finally:
+        if own:
+            db.close()
+    return out
+
+
+def upgrade_person_key(analytics_dir: Path) -> int:
+    """Rewrite the event files written before ``person_key`` existed (each swapped in whole);
+    then mark the folder. Returns the files rewritten. Idempotent."""
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    events_dir = analytics_dir / "events"
+    if not events_dir.is_dir() or (analytics_dir / PERSON_KEY_MARK).exists():
+        return 0
+    n = 0
+    for path in sorted(events_dir.glob("date=*/*.parquet")):
+        if "person_key" in pq.read_schema(path).names:
+            continue
+        _write_parquet(with_person_key(pq.read_table(path)), path)
+        n += 1
+    (analytics_dir / PERSON_KEY_MARK).write_text("every file in events/ has person_key\n")
+    _fsync_dir(analytics_dir)
+    return n
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -525,7 +579,7 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
     """Write, fsync, rename into place, fsync the directory: the file is whole or absent."""
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq
 
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
@@ -546,7 +600,7 @@ def _finish_batch(db: Database, events_dir: Path, batch: str) -> tuple[int, list
     """Write the claimed batch's files that are not there yet, then let its rows go."""
     import pyarrow.compute as pc  # type: ignore[import-untyped]
 
-    table = _batch_table(db, batch)
+    table = with_person_key(_batch_table(db, batch))
     written: list[Path] = []
     if table.num_rows:
         days = pc.cast(table["occurred_at"], "date32")
@@ -593,6 +647,7 @@ def export_due(
     if key not in _swept:  # once per process: a write cut short by a crash left a temp file
         for stale in events_dir.glob("date=*/*.parquet.tmp"):
             stale.unlink(missing_ok=True)
+        upgrade_person_key(analytics_dir)  # files from before person_key (once, then marked)
         _swept.add(key)
     result = ExportResult()
     with db.read() as conn:
@@ -623,6 +678,41 @@ def export_due(
         cut = now - MAX_AGE - timedelta(days=1)
         db.write(lambda conn: _PRUNE(conn, {"cut": cut}).rowcount)
     return result
+
+
+def refresh_rollups(analytics_dir: Path) -> int | None:
+    """Recompute the rollups' periods that new event files or changed orders touched
+    (:func:`tuan.analytics.rollups.refresh`); returns the local days touched. A failure is
+    logged, not raised (None): the next refresh recomputes what this one missed."""
+    from tuan.analytics import rollups
+
+    try:
+        return sum(r.days for r in rollups.refresh(analytics_dir))
+    except Exception:
+        log.exception("rollups: refresh failed; the next one will redo it")
+        return None
+
+
+_rollup_runs: dict[str, tuple[float, float]] = {}  # dir → (monotonic time of the last, seconds)
+
+
+def refresh_rollups_due(
+    analytics_dir: Path, *, min_gap_s: float = 60.0, busy_factor: float = 10.0
+) -> int | None:
+    """The scheduler's rollup refresh, on its own and throttled like the order facts: at most
+    once per ``min_gap_s`` (or ``busy_factor`` times the last refresh's duration, whichever is
+    longer) of this process's wall time, so that a long recomputation at a large operator's scale
+    never takes more than a tenth of the scheduler's time from the deadlines. None: not due."""
+    key = str(analytics_dir.resolve())
+    with _facts_lock:
+        last = _rollup_runs.get(key)
+    if last is not None and time.monotonic() - last[0] < max(min_gap_s, busy_factor * last[1]):
+        return None
+    started = time.monotonic()
+    n = refresh_rollups(analytics_dir)
+    with _facts_lock:
+        _rollup_runs[key] = (time.monotonic(), time.monotonic() - started)
+    return n
 
 
 _swept: set[str] = set()
@@ -689,6 +779,7 @@ def connect(analytics_dir: Path, *, threads: int | None = None) -> duckdb.DuckDB
 
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     if threads is not None:
         con.execute(f"SET threads = {int(threads)}")
     event_cols = [(name, _EVENT_SQL_TYPES.get(name, "VARCHAR")) for name in COLUMNS]
@@ -697,18 +788,33 @@ def connect(analytics_dir: Path, *, threads: int | None = None) -> duckdb.DuckDB
             f"CAST({name} AS {sql_type}) AS {name}" if name == "properties" else name
             for name, sql_type in event_cols
         )
-        con.execute(
-            f"CREATE VIEW events AS SELECT {select_list} FROM read_parquet("
-            f"{_quote(events_glob(analytics_dir))}, hive_partitioning = true)"
-        )
+        if (analytics_dir / PERSON_KEY_MARK).exists():
+            key = "person_key"
+        else:  # files from before person_key, until the export upgrades them: the same value
+            key = f"{PERSON_KEY_SQL} AS person_key"
+        source = f"read_parquet({_quote(events_glob(analytics_dir))}, hive_partitioning = true)"
+        con.execute(f"CREATE VIEW events AS SELECT {select_list} FROM {source}")
+        con.execute(f"CREATE VIEW events_keyed AS SELECT {select_list}, {key} FROM {source}")
     else:
         con.execute(f"CREATE VIEW events AS {_empty_select(event_cols)}")
+        con.execute(
+            "CREATE VIEW events_keyed AS " + _empty_select([*event_cols, ("person_key", "UBIGINT")])
+        )
     facts = analytics_dir / "order_facts" / FACTS_FILE
     if facts.exists():
         names = ", ".join(name for name, _ in FACT_COLUMNS)
         con.execute(f"CREATE VIEW order_facts AS SELECT {names} FROM read_parquet({_quote(facts)})")
     else:
         con.execute(f"CREATE VIEW order_facts AS {_empty_select(FACT_COLUMNS)}")
+    from tuan.analytics import rollups
+
+    if next(iter(analytics_dir.glob("rollups/*.parquet")), None) is not None:
+        con.execute(
+            "CREATE VIEW rollups AS SELECT * FROM read_parquet("
+            f"{_quote(analytics_dir / 'rollups' / '*.parquet')})"
+        )
+    else:
+        con.execute(f"CREATE VIEW rollups AS {rollups.empty_select()}")
     return con
 
 

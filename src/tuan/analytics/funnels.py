@@ -36,10 +36,10 @@ import duckdb
 
 from tuan.analytics.kpis import (
     EVENT_TYPES,
+    HASHED,
     NO_KEY,
-    PERSON,
-    PERSON_KEY,
     KpiInputError,
+    People,
     as_date,
     check_grain,
     check_tz,
@@ -48,6 +48,9 @@ from tuan.analytics.kpis import (
     periods_between,
     run,
     shift_period,
+)
+from tuan.analytics.kpis import (
+    people as people_of,
 )
 
 __all__ = [
@@ -183,6 +186,7 @@ def _funnel_ctes(
     steps: tuple[FunnelStep, ...],
     dim: str,
     params: dict[str, Any],
+    who: People = HASHED,
 ) -> str:
     """CTEs ending with ``per``: one row per entering person with ``dim`` and ``t1`` … ``tn``
     (TIMESTAMPTZ; NULL past the furthest step reached). Parameters: ``$lo``, ``$hi`` (entry
@@ -198,10 +202,10 @@ def _funnel_ctes(
     first_dim = f"arg_min_null({dim}, (occurred_at, event_id))" if dim != NO_KEY else NO_KEY
     ctes = [
         f"""entered AS (
-  SELECT {PERSON_KEY} AS person, min(occurred_at) AS t1,
+  SELECT {who.key} AS person, min(occurred_at) AS t1,
          {first_dim} AS dim
-  FROM events
-  WHERE {conds[0]} AND occurred_at >= $lo AND occurred_at < $hi AND {PERSON} IS NOT NULL
+  FROM {who.events}
+  WHERE {conds[0]} AND occurred_at >= $lo AND occurred_at < $hi AND {who.known}
   GROUP BY 1)"""
     ]
     prev, prev_t = "entered", "t1"
@@ -211,10 +215,10 @@ def _funnel_ctes(
             f"""r{i} AS (
   SELECT p.person, any_value(p.t1) AS t1, min(e.occurred_at) AS t{i}
   FROM {prev} p
-  JOIN (SELECT {PERSON_KEY} AS person, occurred_at
-        FROM events
+  JOIN (SELECT {who.key} AS person, occurred_at
+        FROM {who.events}
         WHERE {conds[i - 1]} AND occurred_at >= $lo AND occurred_at <= $hi + $w
-          AND {PERSON} IS NOT NULL) e
+          AND {who.known}) e
     ON e.person = p.person AND e.occurred_at {op} p.{prev_t} AND e.occurred_at <= p.t1 + $w
   GROUP BY p.person)"""
         )
@@ -261,7 +265,7 @@ def funnel(
         "qs": qs,
     }
     n = len(st)
-    ctes = _funnel_ctes(st, dim, params)
+    ctes = _funnel_ctes(st, dim, params, people_of(con))
     aggs = [f"count(t{i}) AS r{i}" for i in range(1, n + 1)]
     for i in range(2, n + 1):
         aggs.append(f"quantile_cont(epoch(t{i}) - epoch(t{i - 1}), $qs) AS dp{i}")
@@ -385,7 +389,8 @@ def funnel_paths(
         "top": top,
     }
     n = len(st)
-    ctes = _funnel_ctes(st, NO_KEY, params)
+    who = people_of(con)
+    ctes = _funnel_ctes(st, NO_KEY, params, who)
     furthest = " + ".join(f"(t{i} IS NOT NULL)::INTEGER" for i in range(1, n + 1))
     sql = f"""WITH {ctes},
 gone AS (SELECT person, t1, {furthest} AS furthest FROM per WHERE t{n} IS NULL),
@@ -393,8 +398,8 @@ tail AS (
   SELECT g.person, g.furthest,
          max_by(e.type, (e.occurred_at, e.event_id), 2) AS last2
   FROM gone g
-  JOIN events e
-    ON hash(coalesce(e.customer_id, e.anonymous_id)) = g.person
+  JOIN {who.events} e
+    ON {who.of("e")} = g.person
    AND e.occurred_at >= g.t1 AND e.occurred_at <= g.t1 + $w
   WHERE e.occurred_at >= $lo AND e.occurred_at <= $hi + $w
   GROUP BY g.person, g.furthest),
@@ -492,19 +497,20 @@ def retention(
     else:
         offset = "a.period - f.cohort"
     clock = local_time(zone, params["lo"], params["hi"])
+    who = people_of(con)
     sql = f"""WITH
 firsts AS (
-  SELECT {PERSON_KEY} AS person, min(occurred_at) AS t0
-  FROM events
-  WHERE type = $cohort AND occurred_at < $hi AND {PERSON} IS NOT NULL
+  SELECT {who.key} AS person, min(occurred_at) AS t0
+  FROM {who.events}
+  WHERE type = $cohort AND occurred_at < $hi AND {who.known}
   GROUP BY 1
   HAVING min(occurred_at) >= $lo),
 f AS (SELECT person, {clock.period("t0", g)} AS cohort FROM firsts),
 a AS (
-  SELECT DISTINCT {PERSON_KEY} AS person, {clock.period("occurred_at", g)} AS period
-  FROM events
+  SELECT DISTINCT {who.key} AS person, {clock.period("occurred_at", g)} AS period
+  FROM {who.events}
   WHERE list_contains($returns, type) AND occurred_at >= $lo AND occurred_at < $hi
-    AND {PERSON} IS NOT NULL),
+    AND {who.known}),
 cells AS (
   SELECT f.cohort, {offset} AS k, count(*) AS people
   FROM f JOIN a ON a.person = f.person AND a.period >= f.cohort

@@ -9,6 +9,13 @@ restocking, after-sales refunds of settled orders. Nothing is inserted into a bu
 directly; the sandbox's callbacks are delivered in-process through its signature check and
 ``payments.handle_callback``, as the callback route does.
 
+Shoppers (:mod:`tuan.demo.behaviour`): every customer has a taste (who opens a group, who of
+the neighbours a link reaches joins it, and what they look at follow it), a channel mix and a
+device; each order is preceded by the storefront's events (views, mostly an add_to_cart) and its
+join event carries the visit's channel and UTM; opened groups are shared; customers and
+anonymous visitors browse without buying. The events go into the event store's inbox in the
+simulation's write transactions and out to Parquet with the scheduler's export.
+
 Time: every action sets a :class:`FrozenClock` to its moment. Deadlines (payment, group) and
 campaign starts and ends are swept when they fall due with the service functions the
 scheduler's tasks call; the scheduler itself (``run_once``: the same sweeps, reminders, refund
@@ -46,6 +53,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, select
 
+from tuan.analytics import event_store
 from tuan.bootstrap import Container, build
 from tuan.catalog import service as catalog
 from tuan.catalog.store import products
@@ -53,9 +61,19 @@ from tuan.catalog.store import skus as skus_table
 from tuan.communities import service as communities_service
 from tuan.communities.store import communities, leaders, pickup_points
 from tuan.communities.store import customers as customers_table
-from tuan.demo import data
+from tuan.demo import data, spend
+from tuan.demo.behaviour import (
+    ANON_BROWSE_RATE,
+    BROWSE_RATE,
+    JOIN_CART,
+    LINK_LOOKERS,
+    OPEN_CART,
+    Behaviour,
+    Page,
+)
 from tuan.entrypoints.jobs.scheduler import run_once
 from tuan.entrypoints.jobs.tasks import TASKS, Task
+from tuan.entrypoints.storefront.attribution import Attribution
 from tuan.groupbuy import service as groupbuy
 from tuan.groupbuy.model import CampaignRules, ItemRules, Tier
 from tuan.groupbuy.store import buy_groups, campaigns
@@ -95,6 +113,8 @@ SCHEDULER_EVERY_H = 8
 # with a savepoint per callback inside; deadline sweeps; restocking) is never refused: an error
 # there aborts the demo.
 REFUSE_BEFORE_WRITING = frozenset({"pay", "cancel"})
+# Neighbours a share link reaches for each seat: the one it appeals to most is likeliest to join.
+TASTE_CANDIDATES = 6
 TRUSTED = frozenset(
     {
         "deliver",
@@ -105,6 +125,8 @@ TRUSTED = frozenset(
         "restock",
         "after_sales",
         "create_campaign",
+        "browse",
+        "look",
     }
 )
 # No deadline of the simulated business may fall in (end, end + QUIET]: whatever the demo's
@@ -113,6 +135,19 @@ QUIET = timedelta(minutes=10)
 # Scheduler tasks that reach the network are not run during the demo (no server is up):
 # sandbox callbacks are delivered in-process instead, through the real verification path.
 SKIPPED_TASKS = frozenset({"deliver_sandbox_callbacks"})
+# Project jobs run once, when the simulated past is over: the SOP goes onto the campaigns still
+# scheduled or live (a past campaign's checklist would only be a pile of overdue tasks and
+# overdue notices), and budgets and risk triggers read the business as it stands now.
+# The dashboard's rollups, likewise, are computed once from the whole history.
+AT_THE_END = frozenset(
+    {
+        "sync_campaign_sops",
+        "project_task_notices",
+        "sync_budget_spend",
+        "evaluate_risk_triggers",
+        "refresh_rollups",
+    }
+)
 IN_PROCESS_SENDERS = frozenset({"send_refunds"})
 
 
@@ -154,6 +189,14 @@ class DemoSummary:
     started_at: datetime = field(compare=False)
     ended_at: datetime = field(compare=False)
     elapsed_s: float = field(compare=False)
+    # Analytics: every event in the event store (the engine's and the storefront's) by type —
+    # what the store holds, so not compared (a folder shared with another database adds up);
+    # orders by the channel they are attributed to; people (customers and anonymous visitors)
+    # the simulated storefront saw.
+    events: dict[str, int] = field(default_factory=dict, compare=False)
+    orders_by_channel: dict[str, int] = field(default_factory=dict)
+    visitors: int = 0
+    anonymous_visitors: int = 0
 
     @property
     def formation_rate(self) -> float:
@@ -272,6 +315,7 @@ class _Campaign:
     rules: CampaignRules | None = None
     id: str = ""
     closed: bool = False
+    products: tuple[int, ...] = ()
 
 
 @dataclass
@@ -283,6 +327,7 @@ class _Group:
     community: int
     deadline: datetime
     opener: int
+    came: Attribution | None = None  # how its link reaches the neighbours (a share, the leader)
 
 
 @dataclass
@@ -326,6 +371,7 @@ class _Simulation:
         # Orders per simulated day, relative to the default: stock and campaign caps follow it.
         self.daily = self.scale * self.density
         self.tasks = tasks if tasks is not None else demo_tasks()
+        self.tick_tasks = {k: v for k, v in self.tasks.items() if k not in AT_THE_END}
         self.zone = ZoneInfo(container.settings.timezone)
         clock = container.clock
         self.clock = clock if isinstance(clock, FrozenClock) else FrozenClock(end)
@@ -354,6 +400,7 @@ class _Simulation:
         self.outcomes: Counter[str] = Counter()
         self.after_sales = 0
         self._in_batch = False
+        self.behaviour = Behaviour(seed)
         self._handlers: dict[str, Callable[..., None]] = {
             "open_demand": self._open_demand,
             "open": self._open,
@@ -370,6 +417,8 @@ class _Simulation:
             "sweep_groups": self._sweep_groups,
             "remind": self._remind,
             "advance": self._advance,
+            "browse": self._browse,
+            "look": self._look,
         }
 
     # -- driver ----------------------------------------------------------------------------------
@@ -392,12 +441,13 @@ class _Simulation:
                 block_end = min(day_start + timedelta(hours=block * SCHEDULER_EVERY_H), self.end)
                 self._run_until(block_end)
                 self.clock.set(block_end)
-                run_once(self.c, self.tasks)
+                run_once(self.c, self.tick_tasks)
                 if block_end >= self.end:
                     break
             self.report("simulate", day + 1, total)
         self.report("finish", 0, 1)
         self._finish()
+        spend.add_demo_spend(self.c, seed=self.seed, start=self.day0, end=self.end)
         log.info(
             "demo actions: %s; refused: %s; after-sales refunds: %d",
             dict(self.outcomes),
@@ -447,6 +497,7 @@ class _Simulation:
                 else:
                     savepoint.commit()
             done += 1
+        self.behaviour.flush(conn, self.clock())
         self._in_batch = False
         return done
 
@@ -464,7 +515,7 @@ class _Simulation:
         self._plan_lineup(0, self.prep + timedelta(hours=1))
         self._run_until(self.day0)
         self.clock.set(self.day0)
-        run_once(self.c, self.tasks)
+        run_once(self.c, self.tick_tasks)
         self.report("setup", 3, 3)
 
     def _draw_people(self) -> None:
@@ -566,6 +617,7 @@ class _Simulation:
         for comm in self.communities:
             if not comm.leaders:
                 raise DemoError(f"community {comm.name} has no customer to lead it")
+        self.behaviour.draw(len(self.customers))
 
     def _create_places_and_people(self, conn: Connection) -> None:
         rng = self.rng
@@ -690,6 +742,7 @@ class _Simulation:
             for _ in range(_poisson(rng, lam)):
                 hour = rng.choices(hours, weights=data.HOURLY_WEIGHTS)[0]
                 self._push(self._at(day, hour + rng.random()), "open_demand", comm.index)
+            self._plan_browsing(day, comm, active, wd * growth)
         # Leaders open a community group for campaigns starting today: mostly in the evening,
         # when they post the day's picks to the community's chat group; some in the morning.
         for camp in self.campaigns:
@@ -711,6 +764,16 @@ class _Simulation:
         self._plan_lineup(day + 1, self._at(day, 10))
         if day == self.days:
             self._plan_live_burst()
+
+    def _plan_browsing(self, day: int, comm: _Community, active: int, factor: float) -> None:
+        """Sessions that look and leave (the behaviour's own generator: browsing never changes
+        the business)."""
+        brng = self.behaviour.rng
+        base = active * factor * self.density * comm.activity
+        for rate, anonymous in ((BROWSE_RATE, False), (ANON_BROWSE_RATE, True)):
+            for _ in range(_poisson(brng, rate * base)):
+                hour = brng.choices(range(24), weights=data.HOURLY_WEIGHTS)[0]
+                self._push(self._at(day, hour + brng.random()), "browse", comm.index, anonymous)
 
     def _plan_lineup(self, day: int, office: datetime) -> None:
         rng = self.rng
@@ -835,6 +898,7 @@ class _Simulation:
             * (0.85 + (0.9 - discount))
         )
         camp = _Campaign(
+            products=tuple(dict.fromkeys(self.skus[s].product for s in sku_indexes)),
             index=len(self.campaigns),
             name=name,
             starts=starts,
@@ -881,14 +945,19 @@ class _Simulation:
 
     # -- choices ---------------------------------------------------------------------------------
     def _pick_customer(
-        self, comm: _Community, when: datetime, exclude: set[int] | None = None
+        self,
+        comm: _Community,
+        when: datetime,
+        exclude: set[int] | None = None,
+        rng: random.Random | None = None,
     ) -> int | None:
+        rng = rng or self.rng
         n = bisect.bisect_right(comm.signups, when)
         if n == 0:
             return None
         total = comm.cum_weights[n - 1]
         for _ in range(6):
-            i = bisect.bisect_right(comm.cum_weights, self.rng.random() * total, 0, n - 1)
+            i = bisect.bisect_right(comm.cum_weights, rng.random() * total, 0, n - 1)
             cust = self.customers[comm.members[i]]
             if exclude and cust.index in exclude:
                 continue
@@ -896,6 +965,34 @@ class _Simulation:
                 continue
             return cust.index
         return None
+
+    def _pick_by_taste(
+        self,
+        comm: _Community,
+        when: datetime,
+        exclude: set[int],
+        camp: _Campaign,
+        rng: random.Random | None = None,
+    ) -> int | None:
+        """Of the few neighbours an offer reaches, the one it appeals to most is likeliest to
+        act on it: tastes shape who buys (and looks at) what — what recommendations learn."""
+        rng = rng or self.rng
+        seen: list[int] = []
+        for _ in range(TASTE_CANDIDATES):
+            cust = self._pick_customer(comm, when, exclude | set(seen), rng)
+            if cust is not None:
+                seen.append(cust)
+        if not seen:
+            return None
+        weights = [self.behaviour.affinity(c, camp.products) ** 2 for c in seen]
+        return rng.choices(seen, weights=weights)[0]
+
+    def _pages(self, when: datetime, comm: int, but: _Campaign | None = None) -> list[Page]:
+        return [self._page(c) for c in self.campaigns if c is not but and self._live(c, when, comm)]
+
+    def _page(self, camp: _Campaign, group: _Group | None = None) -> Page:
+        sku = self.skus[camp.items[0][0]]
+        return Page(camp.id, sku.id, sku.category, group.id if group else None)
 
     def _pick_item(self, camp: _Campaign) -> int:
         return self.rng.choices([s for s, _ in camp.items], weights=[w for _, w in camp.items])[0]
@@ -953,7 +1050,8 @@ class _Simulation:
         if not live:
             return
         camp = self.rng.choices(live, weights=[c.popularity for c in live])[0]
-        cust = self._pick_customer(comm, now)
+        # Who opens it: a neighbour who likes it.
+        cust = self._pick_by_taste(comm, now, set(), camp)
         if cust is None:
             return
         self._open(
@@ -1003,6 +1101,7 @@ class _Simulation:
         self.groups.append(group)
         order = self._remember(placement.order["id"], cust, sku, camp_index, group.index)
         self.outcomes[f"opened:{role}"] += 1
+        self._shop_open(conn, now, customer, comm, camp, group, placement.order["id"], role)
         self._push(group.deadline + SWEEP_LAG, "sweep_groups")
         self._plan_payment(order, now, placement.order["payment_deadline_at"])
         self._plan_joiners(group, now, sku, leader=role == "leader")
@@ -1033,7 +1132,89 @@ class _Simulation:
             raise
         order = self._remember(placement.order["id"], cust, sku, group.campaign, group_index)
         self.outcomes["joined"] += 1
+        self._shop_join(conn, now, cust, group, placement.order["id"])
         self._plan_payment(order, now, placement.order["payment_deadline_at"])
+
+    # The storefront's side of an order: the visit before it, its channel, the share after it.
+    def _shop_open(
+        self,
+        conn: Connection,
+        now: datetime,
+        customer: _Customer,
+        comm: _Community,
+        camp: _Campaign,
+        group: _Group,
+        order_id: str,
+        role: str,
+    ) -> None:
+        b = self.behaviour
+        # A leader opens from the mini program and posts the link to the community's chat.
+        channel = "miniprogram" if role == "leader" else b.channel_of(customer.index)
+        came = b.landing(channel, now, camp.id)
+        others = self._pages(now, comm.index, camp)
+        cart = 1.0 if role == "leader" else OPEN_CART
+        page = self._page(camp)
+        b.before_order(customer.index, customer.id, comm.id, now, page, came, others, cart=cart)
+        b.join(conn, order_id, came)
+        shared = b.share(customer.index, customer.id, comm.id, now, self._page(camp, group), came)
+        if role == "leader":
+            group.came = b.landing("leader_share", now, camp.id)
+        elif shared is not None:
+            group.came = b.shared(shared, camp.id)
+        if group.came is not None:
+            # The link reaches more people than join: some look and leave.
+            for _ in range(_poisson(b.rng, LINK_LOOKERS)):
+                at = now + timedelta(minutes=b.rng.lognormvariate(math.log(40), 1.0))
+                if at < min(group.deadline, self.end):
+                    self._push(at, "look", group.index, b.rng.random() < 0.4)
+
+    def _shop_join(
+        self, conn: Connection, now: datetime, cust: int, group: _Group, order_id: str
+    ) -> None:
+        b = self.behaviour
+        customer = self.customers[cust]
+        comm = self.communities[customer.community]
+        camp = self.campaigns[group.campaign]
+        if group.came is not None and b.rng.random() < 0.92:
+            came = group.came
+        else:  # found the group on the campaign's page
+            came = b.landing(b.channel_of(cust), now, camp.id)
+        others = self._pages(now, comm.index, camp)
+        page = self._page(camp, group)
+        b.before_order(cust, customer.id, comm.id, now, page, came, others, cart=JOIN_CART)
+        b.join(conn, order_id, came)
+
+    def _look(self, conn: Connection, now: datetime, group_index: int, anonymous: bool) -> None:
+        """Someone opens a group's link (shared, or posted by the leader) and does not join."""
+        b = self.behaviour
+        group = self.groups[group_index]
+        comm = self.communities[group.community]
+        camp = self.campaigns[group.campaign]
+        if group.came is None or not self._live(camp, now, comm.index):
+            return
+        cust = None if anonymous else self._pick_customer(comm, now, rng=b.rng)
+        customer_id = self.customers[cust].id if cust is not None else None
+        community_id = comm.id if cust is not None else None
+        b.look(now, self._page(camp, group), group.came, cust, customer_id, community_id)
+
+    def _browse(self, conn: Connection, now: datetime, comm_index: int, anonymous: bool) -> None:
+        b = self.behaviour
+        comm = self.communities[comm_index]
+        live = [c for c in self.campaigns if self._live(c, now, comm_index)]
+        if not live:
+            return
+        # What catches the eye (the first page seen), and whose: a neighbour who likes it.
+        first = b.rng.choices(live, weights=[c.popularity for c in live])[0]
+        cust: int | None = None
+        if not anonymous:
+            cust = self._pick_by_taste(comm, now, set(), first, b.rng)
+            if cust is None:
+                return
+        likes = [1.0 if cust is None else b.affinity(cust, c.products) for c in live]
+        pages = [(self._page(c), c.popularity * like) for c, like in zip(live, likes, strict=True)]
+        pages.sort(key=lambda p: p[0].campaign_id != first.id)  # the first page first
+        customer_id = self.customers[cust].id if cust is not None else None
+        b.browse(now, pages, cust, customer_id, comm.id if cust is not None else None)
 
     def _remember(self, order_id: str, cust: int, sku: int, camp: int, group: int) -> _Order:
         order = _Order(len(self.orders), order_id, cust, sku, camp, group)
@@ -1085,7 +1266,7 @@ class _Simulation:
                 when += timedelta(hours=later + 7 - hour + rng.random())
             if when > group.deadline + timedelta(hours=2):
                 continue
-            cust = self._pick_customer(source, when, chosen)
+            cust = self._pick_by_taste(source, when, chosen, camp)
             if cust is None:
                 continue
             chosen.add(cust)
@@ -1391,7 +1572,27 @@ class _Simulation:
                 started_at=started_at,
                 ended_at=now,
                 elapsed_s=round(elapsed, 2),
+                events=self._event_counts(conn),
+                orders_by_channel=dict(sorted(self.behaviour.orders_by_channel.items())),
+                visitors=len(self.behaviour.visitors),
+                anonymous_visitors=sum(1 for v in self.behaviour.visitors if v.startswith("a_")),
             )
+
+    def _event_counts(self, conn: Connection) -> dict[str, int]:
+        """Events stored so far by type: those still in the inbox and those exported."""
+        counts: Counter[str] = Counter()
+        inbox = event_store.event_inbox.c
+        for kind, n in conn.execute(select(inbox.type, func.count()).group_by(inbox.type)):
+            counts[str(kind)] += int(n)
+        con = event_store.connect(event_store.analytics_dir_for(self.c.settings))
+        try:
+            for kind, n in con.execute(
+                "SELECT type, count(*) FROM events GROUP BY type"
+            ).fetchall():
+                counts[str(kind)] += int(n)
+        finally:
+            con.close()
+        return dict(sorted(counts.items()))
 
 
 # -- small helpers -------------------------------------------------------------------------------
@@ -1469,7 +1670,8 @@ def create_demo_users(container: Container) -> list[dict[str, Any]]:
                     "supply": "老周(供应链)",
                     "analyst": "数据分析",
                     "viewer": "访客",
-                }[role.value],
+                    "project_manager": "小林(项目经理)",
+                }.get(role.value, role.value),
                 leader_id=leader.id if role.value == "leader" and leader else None,
             )
             accounts.audit(

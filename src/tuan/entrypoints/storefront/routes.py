@@ -25,7 +25,7 @@ from tuan.bootstrap import Container
 from tuan.communities import service as communities
 from tuan.entrypoints.api.deps import Idempotency, run_idempotent
 from tuan.entrypoints.console import web
-from tuan.entrypoints.storefront import shop, track
+from tuan.entrypoints.storefront import attribution, shop, track
 from tuan.entrypoints.storefront.shop import Shopper, ShopRoute, render
 from tuan.groupbuy import model
 from tuan.groupbuy import service as groupbuy
@@ -113,19 +113,26 @@ async def _idempotent(
 
 
 async def _join(
-    c: Container, who: Shopper, code: str, key: str, quantity: int = 1
+    c: Container,
+    who: Shopper,
+    code: str,
+    key: str,
+    came_from: attribution.Attribution | None,
+    quantity: int = 1,
 ) -> dict[str, Any]:
     customer_id = who.customer_id
 
     def fn(conn: Connection) -> dict[str, Any]:
+        now = c.clock()
         placement = groupbuy.join_group(
             conn,
             customer_id=customer_id,
             sku_id=None,
             quantity=quantity,
-            now=c.clock(),
+            now=now,
             invite_code=code,
         )
+        attribution.record_join(conn, placement.order["id"], came_from, now)
         return _with_payment(conn, c, placement)
 
     return await _idempotent(
@@ -256,9 +263,19 @@ def group_view(conn: Connection, code: str, who: Shopper, now: datetime) -> dict
 
 
 @router.get("/t/{code}", include_in_schema=False)
-def share_short_link(code: str) -> Response:
-    """The API's ``share_path`` (``/t/{code}``) opens the group page."""
-    return RedirectResponse(f"/s/g/{code.strip().upper()}", status_code=307)
+def share_short_link(request: Request, code: str) -> Response:
+    """The API's ``share_path`` (``/t/{code}``) opens the group page (with the link's channel
+    and UTM parameters, if it has any)."""
+    came_from = attribution.from_params(request.query_params)
+    query = ""
+    if came_from is not None:
+        fields = came_from.fields()
+        if "ch" in request.query_params and "channel" in fields:
+            fields["ch"] = fields.pop("channel")
+        else:
+            fields.pop("channel", None)
+        query = "?" + urlencode(fields) if fields else ""
+    return RedirectResponse(f"/s/g/{code.strip().upper()}{query}", status_code=307)
 
 
 @router.get("/s", include_in_schema=False)
@@ -299,11 +316,13 @@ async def open_group(
     if qty is None:
         errors["quantity"] = who.t("请输入 1–99 之间的数量。", "Enter a quantity from 1 to 99.")
     customer_id = who.customer_id
+    came_from = shop.session_attribution(request)
     message = None
     if not errors:
         assert qty is not None
 
         def fn(conn: Connection) -> dict[str, Any]:
+            now = c.clock()
             sku = sku_id
             if not sku:  # one SKU: the form need not name it
                 items = store.campaign_items_view(conn, campaign_id)
@@ -316,8 +335,9 @@ async def open_group(
                 customer_id=customer_id,
                 sku_id=sku,
                 quantity=qty,
-                now=c.clock(),
+                now=now,
             )
+            attribution.record_join(conn, placement.order["id"], came_from, now)
             return _with_payment(conn, c, placement)
 
         try:
@@ -388,7 +408,7 @@ async def join_group(request: Request, code: str, who: Who, key: FormStr = "") -
         return _stale_page(request, who)
     c = shop.container_of(request)
     try:
-        result = await _join(c, who, code, key)
+        result = await _join(c, who, code, key, shop.session_attribution(request))
     except DomainError as exc:
         now = c.clock()
         with c.db.read() as conn:
@@ -697,7 +717,7 @@ async def _after_sign_in(
         code = match.group(1).upper()
         c = shop.container_of(request)
         try:
-            result = await _join(c, who, code, key)
+            result = await _join(c, who, code, key, shop.session_attribution(request))
         except DomainError as exc:
             return shop.redirect(
                 request, who, next_path, shop.friendly(exc, who.locale), error=True

@@ -34,6 +34,7 @@ from tuan.accounts import service as accounts
 from tuan.accounts.errors import CSRF_FAILED
 from tuan.bootstrap import Container
 from tuan.entrypoints.console import web
+from tuan.entrypoints.storefront import attribution
 from tuan.shared.clock import ensure_utc
 from tuan.shared.errors import DomainError
 from tuan.shop import store
@@ -358,6 +359,7 @@ def finish(request: Request, who: Shopper, response: Response) -> Response:
         )
     if anonymous_id(request) is None:  # analytics: a first-party id for the tracking beacon
         set_anonymous_id(response, new_anonymous_id())
+    remember_attribution(request, response)
     response.headers.setdefault("Cache-Control", "no-store")
     return response
 
@@ -376,6 +378,39 @@ def set_anonymous_id(response: Response, aid: str) -> None:
     response.set_cookie(
         AID_COOKIE, aid, path="/", max_age=AID_MAX_AGE, httponly=True, samesite="lax"
     )
+
+
+def landing_attribution(request: Request) -> attribution.Attribution | None:
+    """The channel and UTM this address names (``?ch=``, ``utm_*``), if any."""
+    if request.method != "GET":
+        return None
+    return attribution.from_params(request.query_params)
+
+
+def session_attribution(request: Request) -> attribution.Attribution | None:
+    """Where this session came from: this address if it says, else the session's cookie."""
+    landed = landing_attribution(request)
+    if landed is not None:
+        return landed
+    return attribution.Attribution.from_cookie(request.cookies.get(attribution.COOKIE))
+
+
+def remember_attribution(request: Request, response: Response) -> None:
+    """A landing with a channel or UTM starts (or replaces) the session's attribution: a
+    session cookie, so that later pages and the join carry it (see ``attribution``)."""
+    landed = landing_attribution(request)
+    if landed is None:
+        return
+    value = landed.to_cookie()
+    if request.cookies.get(attribution.COOKIE) != value:
+        response.set_cookie(
+            attribution.COOKIE,
+            value,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=web.secure_cookies(request),
+        )
 
 
 def redirect(

@@ -2,16 +2,18 @@
 
 The pages send their events with ``navigator.sendBeacon`` (``static/shop/shop.js``): the
 channel (``?ch=``) and UTM parameters of the page's own address, the campaign, group, SKU and
-category the page shows. The server adds who and when — the signed-in customer (and their
-community), the first-party anonymous id of the ``tuan_aid`` cookie (set with every storefront
-page), ``occurred_at`` = now — and stores the events through the same checks as
-``POST /api/v1/events``.
+category the page shows. An event that names neither a channel nor UTM gets the session's
+(``attribution``: set when the shopper landed with them, kept in a session cookie). The server
+adds who and when — the signed-in customer (and their community), the first-party anonymous id
+of the ``tuan_aid`` cookie (set with every storefront page), ``occurred_at`` = now — and stores
+the events through the same checks as ``POST /api/v1/events``.
 
 No API token and no CSRF token (a beacon cannot carry one, and a forged view is worth little):
 instead only same-origin requests are taken (``Sec-Fetch-Site``, else ``Origin``), each client
 is rate-limited (per address, and per address and anonymous id), and a beacon carries at most
 ``MAX_EVENTS`` events in ``MAX_BYTES``. Only view, share and add_to_cart may be sent here; open,
-join, pay and refund are recorded by the server from the engine's own events.
+join, pay and refund are recorded by the server from the engine's own events (a join with the
+session's channel: ``attribution.record_join``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tuan.analytics import event_store
 from tuan.entrypoints.console import web
-from tuan.entrypoints.storefront import shop
+from tuan.entrypoints.storefront import attribution, shop
 
 router = APIRouter()
 
@@ -116,10 +118,12 @@ async def track(request: Request) -> Response:
     new_aid = None if aid is not None else shop.new_anonymous_id()
     c = shop.container_of(request)
     now = c.clock()
+    session = shop.session_attribution(request)
     events: list[Any] = []
     for item in items:
         if isinstance(item, dict):
             item = {k: v for k, v in item.items() if k not in _SERVER_FIELDS}
+            item = attribution.fill(item, session)
             item["occurred_at"] = now
             item["anonymous_id"] = aid or new_aid
             if who.customer is not None:
