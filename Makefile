@@ -29,7 +29,7 @@ LINT_PATHS    = $(wildcard src tests benchmarks migrations)
 TUAN_PG_PORT ?= 55432
 export TUAN_PG_PORT
 
-.PHONY: help venv assets demo-deps system-deps lint test pytest demo bench clean distclean pg-start pg-stop
+.PHONY: help venv assets demo-deps system-deps lint test pytest demo bench bench-analytics clean distclean pg-start pg-stop
 
 help:
 	@echo "Targets:"
@@ -38,6 +38,7 @@ help:
 	@echo "  make lint         ruff check + mypy"
 	@echo "  make pytest       the tests alone, with the throwaway PostgreSQL (PYTEST_ARGS=...)"
 	@echo "  make bench        python -m benchmarks (BENCH_ARGS=...)"
+	@echo "  make bench-analytics  10M orders, 50M events (cached in var/bench-analytics/): dashboard, KPIs, funnel, retention vs pandas (BENCH_ARGS=--quick ...)"
 	@echo "  make venv         install uv if missing, uv sync --frozen into .venv"
 	@echo "  make assets       npm ci the console's front-end assets (assets/package-lock.json)"
 	@echo "  make system-deps  apt-get install what the tests need ($(SYSTEM_PACKAGES)), if missing"
@@ -163,6 +164,10 @@ demo: venv demo-deps assets
 
 bench: venv
 	$(VENV)/bin/python -m benchmarks $(BENCH_ARGS)
+
+# Not part of `bench`: generating its data takes ~20 min the first time (then cached, 1.6 GB).
+bench-analytics: venv
+	$(VENV)/bin/python -m benchmarks.analytics $(BENCH_ARGS)
 
 # ---------------------------------------------------------------------------------------------
 

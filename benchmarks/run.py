@@ -9,6 +9,7 @@ import json
 from rich.console import Console
 
 from benchmarks import board, expiry_sweep, http_join
+from benchmarks import schedule as schedule_bench
 
 console = Console(stderr=True)
 
@@ -29,6 +30,11 @@ def main(quick: bool = False) -> int:
         failures += 1
     console.rule("progress board · 进度看板")
     board_figures = board.run(quick=quick)
+    console.rule("critical path · 关键路径")
+    cpm = schedule_bench.run(quick=quick)
+    too_slow = not quick and cpm["schedule_cpu_ms"] >= cpm["target_ms"]
+    if not cpm["networkx_checked_equal"] or too_slow:
+        failures += 1
     print(
         json.dumps(
             {
@@ -39,4 +45,5 @@ def main(quick: bool = False) -> int:
     )
     print(json.dumps({"expiry_" + k: v for k, v in sweep.items()}))
     print(json.dumps({"board_" + k: v for k, v in board_figures.items()}))
+    print(json.dumps({"schedule_" + k: v for k, v in cpm.items()}))
     return 1 if failures else 0

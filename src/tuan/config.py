@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     board_formation_target: float = Field(
         default=0.70, gt=0, le=1, description="The progress board flags campaigns below this."
     )
+    channel_target_roi: float = Field(
+        default=3.0, gt=0, description="Channel ROI (net revenue ÷ spend) flagged below this."
+    )
     console_session_idle_s: int = Field(
         default=2 * 3600, ge=60, description="A console session ends this long after its last use."
     )

@@ -615,7 +615,7 @@ def test_order_facts_are_swapped_whole_and_refreshed_when_orders_change(
 
 
 def test_the_scheduler_projects_exports_and_snapshots(eng: Engine) -> None:
-    assert list(TASKS)[-2:] == ["project_outbox_events", "export_events"]
+    assert list(TASKS)[-3:] == ["project_outbox_events", "export_events", "refresh_rollups"]
     where = event_store.analytics_dir_for(eng.container.settings)
     assert where == Path(eng.db.url.split("///", 1)[1]).parent / "analytics"
     sku = eng.add_sku()

@@ -91,7 +91,8 @@ def test_report_renders_as_json_svg_and_echarts(demo: Demo) -> None:
 
 
 def test_state_rebuilt_from_order_times(demo: Demo) -> None:
-    """At the moment a group formed it had N paid members; a second before, N − 1."""
+    """At the moment a group formed it had N paid members; a second before, fewer (N − 1, or
+    fewer still when members paid within the same second)."""
     c = build(Settings(database_url=demo.url))
     try:
         with c.db.read() as conn:
@@ -104,7 +105,8 @@ def test_state_rebuilt_from_order_times(demo: Demo) -> None:
     now = t.state_at(at)
     before = t.state_at(at - 1.0)
     assert np.all(now["paid"][real] >= t.group_size[real])
-    assert np.all(before["paid"][real] == t.group_size[real] - 1)
+    assert np.all(before["paid"][real] < t.group_size[real])
+    assert np.mean(before["paid"][real] == t.group_size[real] - 1) > 0.9
     assert not now["open"][real].any() and before["open"][real].all()
     # The history as the model sees it: watched until formation, arrivals inside the window.
     h = t.history()

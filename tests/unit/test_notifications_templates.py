@@ -13,7 +13,16 @@ FORMED_AT = datetime(2026, 11, 21, 10, 30, tzinfo=UTC)  # 18:30 in Beijing
 
 
 def test_every_template_exists_in_both_languages() -> None:
-    assert set(TEMPLATE_NAMES) == {"group_formed", "group_failed_refunded", "payment_reminder"}
+    assert set(TEMPLATE_NAMES) == {
+        "group_formed",
+        "group_failed_refunded",
+        "payment_reminder",
+        "risk_raised",  # project controls (tuan.projects.risks)
+        "budget_alert",  # project controls (tuan.projects.budget)
+        "project_task_assigned",
+        "project_task_due_soon",
+        "project_task_overdue",
+    }
 
 
 def test_group_formed_in_chinese() -> None:

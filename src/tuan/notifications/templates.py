@@ -152,6 +152,171 @@ If it is not paid by then, the order is cancelled and your place goes to someone
 """,
         ),
     },
+    # Staff notices of project controls (tuan.projects.risks / budget): to the risk's owner.
+    "risk_raised": {
+        "zh-CN": (
+            "【Tuan 团】风险已触发:{{ risk_title }}",
+            """\
+{% if user_name %}{{ user_name }},{% endif %}您好:
+
+您负责的风险已被实时指标触发,请尽快处理。
+
+项目:{{ project_name }}
+风险:{{ risk_title }}(等级 {{ level }},得分 {{ score }})
+触发条件:{{ trigger_text_zh }}
+当前值:{{ value_text }}
+触发时间:{{ raised_at | local_time }}
+{% if mitigation %}
+应对措施:{{ mitigation }}
+{% endif %}
+{% if contingency %}
+应急预案:{{ contingency }}
+{% endif %}
+
+—— Tuan 团
+""",
+        ),
+        "en": (
+            "[Tuan] Risk raised: {{ risk_title }}",
+            """\
+Hello{% if user_name %} {{ user_name }}{% endif %},
+
+A risk you own was raised by a live metric. Please act on it.
+
+Project: {{ project_name }}
+Risk: {{ risk_title }} (level {{ level }}, score {{ score }})
+Trigger: {{ trigger_text_en }}
+Value now: {{ value_text }}
+Raised at: {{ raised_at | local_time }}
+{% if mitigation %}
+Mitigation: {{ mitigation }}
+{% endif %}
+{% if contingency %}
+Contingency: {{ contingency }}
+{% endif %}
+
+— Tuan
+""",
+        ),
+    },
+    "budget_alert": {
+        "zh-CN": (
+            "【Tuan 团】预算提醒:{{ line_name }} 已用 {{ percent }}%",
+            """\
+{% if user_name %}{{ user_name }},{% endif %}您好:
+
+项目「{{ project_name }}」的预算科目「{{ line_name }}」已达到 {{ threshold }}% 提醒线。
+
+计划:{{ planned_cents | yuan }}
+已支出:{{ spent_cents | yuan }}({{ percent }}%)
+
+—— Tuan 团
+""",
+        ),
+        "en": (
+            "[Tuan] Budget alert: {{ line_name }} at {{ percent }}%",
+            """\
+Hello{% if user_name %} {{ user_name }}{% endif %},
+
+The budget line "{{ line_name }}" of project "{{ project_name }}" has reached its \
+{{ threshold }}% alert.
+
+Planned: {{ planned_cents | yuan }}
+Spent: {{ spent_cents | yuan }} ({{ percent }}%)
+
+— Tuan
+""",
+        ),
+    },
+    # Project task notices to staff (tuan.projects.service): assigned, due soon, overdue.
+    "project_task_assigned": {
+        "zh-CN": (
+            "【Tuan 团】新任务:{{ task_key }} {{ task_title }}",
+            """\
+{{ person_name }},您好:
+
+您被指派了项目「{{ project_name }}」中的任务:
+
+任务:{{ task_key }} {{ task_title }}
+{% if starts_at %}开始:{{ starts_at | local_time }}
+{% endif %}{% if due_at %}截止:{{ due_at | local_time }}
+{% endif %}
+
+—— Tuan 团
+""",
+        ),
+        "en": (
+            "[Tuan] New task: {{ task_key }} {{ task_title }}",
+            """\
+Hello {{ person_name }},
+
+You have been given a task in the project "{{ project_name }}":
+
+Task: {{ task_key }} {{ task_title }}
+{% if starts_at %}Starts: {{ starts_at | local_time }}
+{% endif %}{% if due_at %}Due: {{ due_at | local_time }}
+{% endif %}
+
+— Tuan
+""",
+        ),
+    },
+    "project_task_due_soon": {
+        "zh-CN": (
+            "【Tuan 团】任务即将到期:{{ task_key }} {{ task_title }}",
+            """\
+{{ person_name }},您好:
+
+项目「{{ project_name }}」中的任务即将到期:
+
+任务:{{ task_key }} {{ task_title }}
+截止:{{ due_at | local_time }}
+
+—— Tuan 团
+""",
+        ),
+        "en": (
+            "[Tuan] Task due soon: {{ task_key }} {{ task_title }}",
+            """\
+Hello {{ person_name }},
+
+A task of the project "{{ project_name }}" is due soon:
+
+Task: {{ task_key }} {{ task_title }}
+Due: {{ due_at | local_time }}
+
+— Tuan
+""",
+        ),
+    },
+    "project_task_overdue": {
+        "zh-CN": (
+            "【Tuan 团】任务已逾期:{{ task_key }} {{ task_title }}",
+            """\
+{{ person_name }},您好:
+
+项目「{{ project_name }}」中的任务已过截止时间,尚未完成:
+
+任务:{{ task_key }} {{ task_title }}
+截止:{{ due_at | local_time }}
+
+—— Tuan 团
+""",
+        ),
+        "en": (
+            "[Tuan] Task overdue: {{ task_key }} {{ task_title }}",
+            """\
+Hello {{ person_name }},
+
+A task of the project "{{ project_name }}" is past its due time and not done:
+
+Task: {{ task_key }} {{ task_title }}
+Due: {{ due_at | local_time }}
+
+— Tuan
+""",
+        ),
+    },
 }
 
 TEMPLATE_NAMES = tuple(_SOURCES)
@@ -161,6 +326,11 @@ _OPTIONAL: dict[str, dict[str, Any]] = {
     "group_formed": {"customer_name": "", "pickup_point": None, "pickup_address": None},
     "group_failed_refunded": {"customer_name": "", "refund_cents": None},
     "payment_reminder": {"customer_name": ""},
+    "project_task_assigned": {"starts_at": None, "due_at": None},
+    "project_task_due_soon": {"starts_at": None},
+    "project_task_overdue": {"starts_at": None},
+    "risk_raised": {"user_name": "", "mitigation": "", "contingency": ""},
+    "budget_alert": {"user_name": ""},
 }
 
 

@@ -23,3 +23,5 @@ PAYMENT_REMINDER = "order.payment_reminder"
 REFUND_SUCCEEDED = "refund.succeeded"
 CAMPAIGN_ENDED = "campaign.ended"
 STOCK_AT_WARNING = "stock.at_warning"
+RISK_RAISED = "risk.raised"  # tuan.projects.risks: a trigger raised a risk
+BUDGET_ALERT = "budget.alert"  # tuan.projects.budget: a line crossed 80 % or 100 %

@@ -12,7 +12,17 @@ from tuan import __version__
 from tuan.bootstrap import Container, build
 from tuan.entrypoints import console
 from tuan.entrypoints.api import lean, problems
-from tuan.entrypoints.api.routes import analytics, catalog, groupbuy, notifications, system
+from tuan.entrypoints.api.routes import (
+    analytics,
+    analytics_read,
+    catalog,
+    groupbuy,
+    marketing,
+    notifications,
+    project_tracking,
+    projects,
+    system,
+)
 from tuan.entrypoints.api.schemas.common import problem_responses
 from tuan.entrypoints.jobs.scheduler import Scheduler
 
@@ -64,6 +74,10 @@ def create_app(container: Container | None = None, *, scheduler: bool | None = N
     app.include_router(catalog.router, responses=errors)
     app.include_router(notifications.router, responses=errors)
     app.include_router(analytics.router, responses=errors)
+    app.include_router(analytics_read.router, responses=errors)
+    app.include_router(marketing.router, responses=errors)
+    app.include_router(project_tracking.router, responses=errors)
+    app.include_router(projects.router, responses=errors)
     lean.install(app)  # the one-tap join served ahead of FastAPI's routing (ADR 0004)
     console.mount(app)  # the operator console and the storefront (HTML, outside the API schema)
     return app

@@ -13,10 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tuan.entrypoints.cli.analytics import ab_app, ltv_app
+from tuan.entrypoints.cli.analytics import ab_app, analytics_app, ltv_app
 from tuan.entrypoints.cli.board import board_app
+from tuan.entrypoints.cli.channels import channels_app
 from tuan.entrypoints.cli.forecast import forecast_app
+from tuan.entrypoints.cli.projects import projects_app
 from tuan.entrypoints.cli.recommend import recommend_app
+from tuan.entrypoints.cli.report import report_app
 
 app = typer.Typer(
     help="Tuan 团 — the group-buying operations platform.",
@@ -33,9 +36,13 @@ app.add_typer(token_app, name="token")
 app.add_typer(user_app, name="user")
 app.add_typer(ltv_app, name="ltv")
 app.add_typer(ab_app, name="ab")
+app.add_typer(analytics_app, name="analytics")
 app.add_typer(board_app, name="board")
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(recommend_app, name="recommend")
+app.add_typer(channels_app, name="channels")
+app.add_typer(report_app, name="report")
+app.add_typer(projects_app, name="projects")
 console = Console()
 err = Console(stderr=True)
 

@@ -13,9 +13,12 @@ from tuan.entrypoints.api import problems
 from tuan.entrypoints.console import web
 from tuan.entrypoints.console.routes import (
     admin,
+    analytics,
+    analytics_models,
     auth,
     board,
     campaigns,
+    channels,
     communities,
     groups,
     jobs,
@@ -41,6 +44,9 @@ ROUTERS = [
     communities.router,
     notifications.router,
     jobs.router,
+    analytics.router,
+    analytics_models.router,
+    channels.router,
 ]
 
 HTML_PREFIXES = ("/console", "/s/")

@@ -6,8 +6,9 @@ full batches, so a backlog (after a crash, say) is worked off at once.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -17,6 +18,8 @@ from tuan.groupbuy import service as groupbuy
 from tuan.groupbuy import sweep
 from tuan.notifications import service as notifications
 from tuan.payments import service as payments
+from tuan.projects import budget, risks
+from tuan.projects import service as projects
 
 Task = Callable[[Container, int], int]
 
@@ -106,6 +109,70 @@ def export_events(c: Container, batch: int) -> int:
     return exported
 
 
+def _in_chunks(batch: int, chunk: int, step: Callable[[int], int]) -> int:
+    """Up to ``batch`` items in transactions of at most ``chunk`` (the writer is not held long).
+    Returns fewer than ``batch`` only when the backlog is gone, as ``run_once`` expects."""
+    total = 0
+    while total < batch:
+        asked = min(chunk, batch - total)
+        n = step(asked)
+        total += n
+        if n < asked:
+            break
+    return total
+
+
+def refresh_rollups(c: Container, batch: int) -> int:
+    """The daily rollups behind the dashboard KPIs, after the exports and the order facts;
+    throttled (see ``event_store.refresh_rollups_due``). Returns 0: one pass is the whole job."""
+    event_store.refresh_rollups_due(event_store.analytics_dir_for(c.settings))
+    return 0
+
+
+# per container (checked by identity: ids are reused): when engine spend was last booked
+_budget_synced: dict[int, tuple[weakref.ref[Container], datetime]] = {}
+budget_sync_every = timedelta(seconds=60)
+
+
+def sync_budget_spend(c: Container, batch: int) -> int:
+    """Engine spend (refunds, subsidies) onto project budget lines; at most once a minute."""
+    now = c.clock()
+    seen = _budget_synced.get(id(c))
+    if seen is not None and seen[0]() is c and timedelta(0) <= now - seen[1] < budget_sync_every:
+        return 0
+    _budget_synced[id(c)] = (weakref.ref(c), now)
+    return c.db.write(lambda conn: budget.sync_all(conn, now, c.settings.timezone))
+
+
+def evaluate_risk_triggers(c: Container, batch: int) -> int:
+    """Check the project risks' live triggers that are due; raise and notify (idempotent).
+    At most 50 a transaction (~3 ms each on a busy 2-core machine): the writer is not held
+    long; the rest are due again at the next tick."""
+    return _in_chunks(
+        batch,
+        50,
+        lambda n: c.db.write(
+            lambda conn: risks.evaluate_due(conn, c.clock(), n, zone=c.settings.timezone)
+        ),
+    )
+
+
+def sync_campaign_sops(c: Container, batch: int) -> int:
+    """The default SOP onto new campaigns; SOP tasks re-dated when a launch moves."""
+
+    def step(n: int) -> int:
+        return c.db.write(lambda conn: projects.sync_campaign_sops(conn, c.clock(), n))
+
+    return _in_chunks(batch, 50, step)
+
+
+def project_task_notices(c: Container, batch: int) -> int:
+    """Due-soon and overdue notices of project tasks (once per task, person and kind)."""
+    return _in_chunks(
+        batch, 200, lambda n: c.db.write(lambda conn: projects.scan_due_tasks(conn, c.clock(), n))
+    )
+
+
 TASKS: dict[str, Task] = {
     "advance_campaigns": advance_campaigns,
     "expire_orders": expire_orders,
@@ -113,8 +180,13 @@ TASKS: dict[str, Task] = {
     "payment_reminders": payment_reminders,
     "send_refunds": send_refunds,
     "deliver_sandbox_callbacks": deliver_sandbox_callbacks,
+    "sync_budget_spend": sync_budget_spend,
+    "evaluate_risk_triggers": evaluate_risk_triggers,
+    "sync_campaign_sops": sync_campaign_sops,
+    "project_task_notices": project_task_notices,
     "dispatch_notifications": dispatch_notifications,
     "send_notifications": send_notifications,
     "project_outbox_events": project_outbox_events,
     "export_events": export_events,
+    "refresh_rollups": refresh_rollups,
 }
