@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         default=None,
         description="The Parquet event store; default: analytics/ beside the SQLite file.",
     )
+
+    @field_validator("analytics_dir", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        """``TUAN_ANALYTICS_DIR=`` (empty) means the default, not the current directory."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     board_formation_target: float = Field(
         default=0.70, gt=0, le=1, description="The progress board flags campaigns below this."
     )

@@ -662,3 +662,17 @@ def test_ingest_and_export_on_postgresql(pg_database_url: str, tmp_path: Path) -
         ]
     finally:
         pg.close()
+
+
+def test_an_empty_analytics_dir_setting_means_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found in use: TUAN_ANALYTICS_DIR= (empty) put the store in the current directory.
+    from tuan.config import Settings
+
+    monkeypatch.setenv("TUAN_ANALYTICS_DIR", "")
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/t.db")
+    assert settings.analytics_dir is None
+    assert event_store.analytics_dir_for(settings) == tmp_path / "analytics"
+    monkeypatch.setenv("TUAN_ANALYTICS_DIR", str(tmp_path / "elsewhere"))
+    assert event_store.analytics_dir_for(Settings()) == tmp_path / "elsewhere"

@@ -182,7 +182,9 @@ def analytics_dir_for(settings: Settings) -> Path:
     """``TUAN_ANALYTICS_DIR`` if set; else ``analytics/`` beside a SQLite database file (so the
     default ``var/tuan.db`` gives ``var/analytics``, and a test's database its own folder);
     else ``var/analytics``."""
-    explicit = getattr(settings, "analytics_dir", None) or os.environ.get("TUAN_ANALYTICS_DIR")
+    explicit = (
+        getattr(settings, "analytics_dir", None) or os.environ.get("TUAN_ANALYTICS_DIR", "").strip()
+    )
     if explicit:
         return Path(explicit)
     db_path = settings.sqlite_path()
