@@ -498,19 +498,24 @@ def retention(
         offset = "a.period - f.cohort"
     clock = local_time(zone, params["lo"], params["hi"])
     who = people_of(con)
+    # One scan of the events: the cohort events before the end and the return events inside
+    # the window are read together, once (a materialised CTE), then split.
     sql = f"""WITH
-firsts AS (
-  SELECT {who.key} AS person, min(occurred_at) AS t0
+e AS MATERIALIZED (
+  SELECT {who.key} AS person, occurred_at, type = $cohort AS is_cohort,
+         list_contains($returns, type) AS is_return
   FROM {who.events}
-  WHERE type = $cohort AND occurred_at < $hi AND {who.known}
+  WHERE (type = $cohort OR list_contains($returns, type)) AND occurred_at < $hi
+    AND {who.known}),
+firsts AS (
+  SELECT person, min(occurred_at) AS t0
+  FROM e WHERE is_cohort
   GROUP BY 1
   HAVING min(occurred_at) >= $lo),
 f AS (SELECT person, {clock.period("t0", g)} AS cohort FROM firsts),
 a AS (
-  SELECT DISTINCT {who.key} AS person, {clock.period("occurred_at", g)} AS period
-  FROM {who.events}
-  WHERE list_contains($returns, type) AND occurred_at >= $lo AND occurred_at < $hi
-    AND {who.known}),
+  SELECT DISTINCT person, {clock.period("occurred_at", g)} AS period
+  FROM e WHERE is_return AND occurred_at >= $lo),
 cells AS (
   SELECT f.cohort, {offset} AS k, count(*) AS people
   FROM f JOIN a ON a.person = f.person AND a.period >= f.cohort
