@@ -376,9 +376,11 @@ def _analytics() -> None:
 
 
 @contextmanager
-def _store(folder: Path | None) -> Iterator[tuple[Any, str]]:
-    """A DuckDB connection over the event store's files, and the configured time zone."""
+def _store(folder: Path | None, tz: str | None) -> Iterator[tuple[Any, str]]:
+    """A DuckDB connection over the event store's files and the time zone (``--tz``, else the
+    configured one). A bad input raised inside the block ends the command with its message."""
     from tuan.analytics import event_store
+    from tuan.analytics.kpis import KpiInputError
     from tuan.config import get_settings
 
     settings = get_settings()
@@ -387,7 +389,9 @@ def _store(folder: Path | None) -> Iterator[tuple[Any, str]]:
         _fail(f"--analytics-dir {folder}: no such folder")
     con = event_store.connect(where)
     try:
-        yield con, settings.timezone
+        yield con, tz or settings.timezone
+    except KpiInputError as exc:
+        _fail(str(exc))
     finally:
         con.close()
 
@@ -465,15 +469,11 @@ def analytics_kpis(
     as_json: AsJson = False,
 ) -> None:
     """KPIs per period, each beside the previous period and the change (运营指标)."""
-    from tuan.analytics.kpis import KPIS, KpiInputError, kpi_table
+    from tuan.analytics.kpis import KPIS, kpi_table
 
-    with _store(analytics_dir) as (con, default_tz):
-        zone = tz or default_tz
+    with _store(analytics_dir, tz) as (con, zone):
         lo, hi = _days(start, end, zone)
-        try:
-            rows = kpi_table(con, start=lo, end=hi, grain=grain, by=by, tz=zone, kpis=kpi or None)
-        except KpiInputError as exc:
-            _fail(str(exc))
+        rows = kpi_table(con, start=lo, end=hi, grain=grain, by=by, tz=zone, kpis=kpi or None)
     if as_json:
         _print_json(
             {
@@ -554,17 +554,12 @@ def analytics_funnel(
 ) -> None:
     """A funnel: people entering in the period, how far each got within the window (漏斗)."""
     from tuan.analytics.funnels import funnel
-    from tuan.analytics.kpis import KpiInputError
 
     names = _steps(steps)
     span = _window(window)
-    with _store(analytics_dir) as (con, default_tz):
-        zone = tz or default_tz
+    with _store(analytics_dir, tz) as (con, zone):
         lo, hi = _days(start, end, zone)
-        try:
-            result = funnel(con, names, start=lo, end=hi, window=span, breakdown=by, tz=zone)
-        except KpiInputError as exc:
-            _fail(str(exc))
+        result = funnel(con, names, start=lo, end=hi, window=span, breakdown=by, tz=zone)
     if as_json:
         _print_json(
             {
@@ -618,20 +613,13 @@ def analytics_retention(
     """Retention cohorts: of those who first paid (or joined) in a period, how many came back
     in each later period (留存)."""
     from tuan.analytics.funnels import retention
-    from tuan.analytics.kpis import KpiInputError
 
     cohorts = {"first_purchase": "pay", "first_join": "join"}
     if by not in cohorts:
         _fail(f"--by {by!r}: expected first_purchase or first_join")
-    with _store(analytics_dir) as (con, default_tz):
-        zone = tz or default_tz
+    with _store(analytics_dir, tz) as (con, zone):
         lo, hi = _days(start, end, zone)
-        try:
-            result = retention(
-                con, start=lo, end=hi, grain=grain, cohort_event=cohorts[by], tz=zone
-            )
-        except KpiInputError as exc:
-            _fail(str(exc))
+        result = retention(con, start=lo, end=hi, grain=grain, cohort_event=cohorts[by], tz=zone)
     if as_json:
         _print_json(
             {
@@ -676,17 +664,12 @@ def analytics_paths(
 ) -> None:
     """Where people leave a funnel: their last events, and the moves into them (流失节点)."""
     from tuan.analytics.funnels import funnel_paths
-    from tuan.analytics.kpis import KpiInputError
 
     names = _steps(steps)
     span = _window(window)
-    with _store(analytics_dir) as (con, default_tz):
-        zone = tz or default_tz
+    with _store(analytics_dir, tz) as (con, zone):
         lo, hi = _days(start, end, zone)
-        try:
-            result = funnel_paths(con, names, start=lo, end=hi, window=span, top=top, tz=zone)
-        except KpiInputError as exc:
-            _fail(str(exc))
+        result = funnel_paths(con, names, start=lo, end=hi, window=span, top=top, tz=zone)
 
     def rows(items: list[Any]) -> list[dict[str, Any]]:
         return [
@@ -773,7 +756,6 @@ def analytics_segments(
 ) -> None:
     """A segment of customers by lifecycle stage, RFM scores and tags (用户分群); counts by
     stage, and the customers as CSV with --export."""
-    from tuan.analytics.kpis import KpiInputError
     from tuan.analytics.segments import (
         SegmentSpec,
         export_segment_csv,
@@ -790,29 +772,26 @@ def analytics_segments(
         if moment.tzinfo is None:
             _fail(f"--as-of {as_of!r} has no UTC offset (add +08:00 or Z)")
     scores = _rfm(rfm)
-    with _store(analytics_dir) as (con, default_tz):
-        zone = tz or default_tz
-        try:
-            spec = SegmentSpec(
-                as_of=moment,
-                stages=frozenset(lifecycle or ()),
-                tags=frozenset(tag or ()),
-                tz=zone,
-                r=scores.get("r", (1, 5)),
-                f=scores.get("f", (1, 5)),
-                m=scores.get("m", (1, 5)),
-            )
-            stages = lifecycle_counts(con, as_of=moment, tz=zone)
-            if export is not None:
+    with _store(analytics_dir, tz) as (con, zone):
+        spec = SegmentSpec(
+            as_of=moment,
+            stages=frozenset(lifecycle or ()),
+            tags=frozenset(tag or ()),
+            tz=zone,
+            r=scores.get("r", (1, 5)),
+            f=scores.get("f", (1, 5)),
+            m=scores.get("m", (1, 5)),
+        )
+        stages = lifecycle_counts(con, as_of=moment, tz=zone)
+        members: list[str] = []
+        if export is None:
+            members = segment_customers(con, spec)
+            written = len(members)
+        else:
+            try:
                 written = export_segment_csv(con, spec, export)
-                members: list[str] = []
-            else:
-                members = segment_customers(con, spec)
-                written = len(members)
-        except KpiInputError as exc:
-            _fail(str(exc))
-        except OSError as exc:  # pragma: no cover - the folder exists; a full disk, say
-            _fail(f"cannot write {export}: {exc}")
+            except OSError as exc:  # pragma: no cover - the folder exists; a full disk, say
+                _fail(f"cannot write {export}: {exc}")
     if as_json:
         payload: dict[str, Any] = {
             "as_of": moment.isoformat(),

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
@@ -270,10 +270,8 @@ Stages = Annotated[list[str], Query(max_length=5, description="new, active, dorm
 Tags = Annotated[list[str], Query(max_length=4, description="high_value, leader, …")]
 
 
-@router.get("/segments", response_model=s.SegmentsOut)
-def segments(
+def _segment(
     c: ContainerDep,
-    who: Viewer,
     as_of: Text = None,
     stage: Stages = [],  # noqa: B006
     tag: Tags = [],  # noqa: B006
@@ -287,11 +285,8 @@ def segments(
     active_days: Text = None,
     dormant_days: Text = None,
 ) -> Any:
-    """Lifecycle counts, RFM score distribution and tag counts as of the end of ``as_of``
-    (default now), and the size of the segment the filters describe."""
-    from tuan.analytics.segments import segment_customers
-
-    spec = _spec(
+    """The segment the query describes (one dependency for the overview and the export)."""
+    return _spec(
         c,
         as_of,
         stage,
@@ -299,6 +294,22 @@ def segments(
         {"r": (r_min, r_max), "f": (f_min, f_max), "m": (m_min, m_max)},
         (new_days, active_days, dormant_days),
     )
+
+
+# Declared after the permission parameter in each route, so the check runs first.
+Segment = Annotated[Any, Depends(_segment)]
+
+
+@router.get("/segments", response_model=s.SegmentsOut)
+def segments(
+    c: ContainerDep,
+    who: Viewer,
+    spec: Segment,
+) -> Any:
+    """Lifecycle counts, RFM score distribution and tag counts as of the end of ``as_of``
+    (default now), and the size of the segment the filters describe."""
+    from tuan.analytics.segments import segment_customers
+
     with v.events_db(c.settings) as con:
         over = v.segment_overview(con, as_of=spec.as_of, thresholds=spec.thresholds, tz=spec.tz)
         with v.translated():
@@ -322,28 +333,9 @@ def segments(
 def segment_export(
     c: ContainerDep,
     who: Exporter,
-    as_of: Text = None,
-    stage: Stages = [],  # noqa: B006
-    tag: Tags = [],  # noqa: B006
-    r_min: Text = None,
-    r_max: Text = None,
-    f_min: Text = None,
-    f_max: Text = None,
-    m_min: Text = None,
-    m_max: Text = None,
-    new_days: Text = None,
-    active_days: Text = None,
-    dormant_days: Text = None,
+    spec: Segment,
 ) -> Response:
     """The segment's customers as CSV (needs ``data.export``; recorded in the audit log)."""
-    spec = _spec(
-        c,
-        as_of,
-        stage,
-        tag,
-        {"r": (r_min, r_max), "f": (f_min, f_max), "m": (m_min, m_max)},
-        (new_days, active_days, dormant_days),
-    )
     with v.events_db(c.settings) as con:
         data, n = v.segment_csv(con, spec)
     c.db.write(
