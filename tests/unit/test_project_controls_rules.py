@@ -78,6 +78,17 @@ def test_before_the_start_a_goal_is_on_track() -> None:
     assert (a.status, a.reason) == ("on_track", "not_started")
 
 
+def test_a_goal_is_not_judged_in_its_first_day() -> None:
+    # Nothing sold two hours in is not "off track" yet: there is no run rate to go on.
+    early = _sum(actual=0, at_day=2 / 24, recent_total=0, recent_days=2 / 24)
+    assert (early.status, early.reason) == ("on_track", "too_early")
+    # A day in, the same nothing is judged: far behind the path and the forecast.
+    late = _sum(actual=0, at_day=1, recent_total=0, recent_days=1)
+    assert (late.status, late.reason) == ("off_track", "far_behind")
+    # Reaching the target within the first day is achieved, not "too early".
+    assert _sum(actual=1000, at_day=0.5, recent_total=1000, recent_days=0.5).achieved
+
+
 def test_rate_goals_use_the_period_and_the_recent_rate() -> None:
     now = START + timedelta(days=3)
     at = goals.assess_rate(target=0.8, actual=0.85, recent=0.8, deadline=END, now=now)

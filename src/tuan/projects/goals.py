@@ -9,7 +9,9 @@ The rules (pure, tested at their edges; written down in docs/projects-controls.m
 - forecast at the deadline: ``actual + run_rate × days_left`` where ``run_rate`` is what the
   last :data:`RUN_RATE_DAYS` days brought, per day (over the time elapsed, if shorter);
 - status: **achieved** once ``actual ≥ target`` (shown as on track); after the deadline
-  anything else is **off track**; before the start, on track. In between: **on track** when
+  anything else is **off track**; before the start, on track, and during the goal's first
+  :data:`MIN_JUDGE_DAYS` day too (reason ``too_early``: there is no run rate to judge by yet, and
+  a goal set this morning is not "off track" at noon). In between: **on track** when
   ``actual ≥ expected`` *and* ``forecast ≥ target``; **off track** when
   ``actual < 90 % × expected`` *and* ``forecast < 90 % × target``; otherwise **at risk**.
 
@@ -43,6 +45,7 @@ from tuan.shared.errors import NOT_FOUND, DomainError
 from tuan.shared.ids import new_id
 
 RUN_RATE_DAYS = 7
+MIN_JUDGE_DAYS = 1.0  # a cumulative goal is judged once this much of it has passed
 SLACK = 0.9  # below 90 % of the path (and of the target) is off track
 
 ON_TRACK = "on_track"
@@ -131,6 +134,8 @@ def assess_sum(
         return Assessment(OFF_TRACK, False, expected, actual, "deadline_passed")
     if now <= start:
         return Assessment(ON_TRACK, False, expected, None, "not_started")
+    if now - start < timedelta(days=MIN_JUDGE_DAYS):
+        return Assessment(ON_TRACK, False, expected, forecast, "too_early")
     on_path = _at_least(actual, expected)
     reaches = _at_least(forecast, target)
     if on_path and reaches:
