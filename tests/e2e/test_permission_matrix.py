@@ -102,6 +102,7 @@ ROUTE_PERMS: dict[tuple[str, str], tuple[Perm, ...] | None] = {
     ("GET", "/api/v1/projects/{project_id}/tasks"): (P.PROJECTS_VIEW,),
     ("POST", "/api/v1/projects/{project_id}/tasks"): (P.PROJECTS_EDIT,),
     ("GET", "/api/v1/projects/{project_id}/links"): (P.PROJECTS_VIEW,),
+    ("GET", "/api/v1/projects/{project_id}/schedule"): (P.PROJECTS_VIEW,),
     ("GET", "/api/v1/projects/{project_id}/tasks.csv"): (P.PROJECTS_VIEW,),
     ("POST", "/api/v1/projects/{project_id}/tasks.csv"): (P.PROJECTS_EDIT,),
     ("GET", "/api/v1/projects/{project_id}/calendar.ics"): (P.PROJECTS_VIEW,),

@@ -162,6 +162,43 @@ def test_moving_a_task_returns_what_moved(api: Api) -> None:
     assert out["task"]["moved_by_hand"] is True
 
 
+def test_the_schedule_gives_early_and_late_dates_float_and_the_critical_path(api: Api) -> None:
+    project = api.ok(api.post("/projects", {"name": "年货节", "key": "NH"}, api.operator))
+    t0 = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # Tuesday, 10:00 in Beijing
+
+    def task(title: str, hours: int) -> str:
+        body = {"title": title, "starts_at": iso(t0), "due_at": iso(t0 + timedelta(hours=hours))}
+        return str(api.ok(api.post(f"/projects/{project['id']}/tasks", body, api.operator))["id"])
+
+    a, b, c = task("选品", 4), task("上架", 2), task("海报", 1)
+    for pred, succ, lag in ((a, b, 60), (a, c, 0)):
+        body = {"pred_id": pred, "succ_id": succ, "type": "FS", "lag_minutes": lag}
+        api.ok(api.post("/projects/links", body, api.operator))
+    # B is pushed to 4 h + 1 h lag and finishes at 7 h, the project's finish: A and B are
+    # critical; C (4 h → 5 h) can slip 2 h.
+    out = api.ok(api.get(f"/projects/{project['id']}/schedule", api.operator), 200)
+    assert (out["unit"], out["critical_path"]) == ("minute", ["NH-1", "NH-2"])
+    assert _local(out["origin"]) == t0
+    got = {t["key"]: t for t in out["tasks"]}
+    dates = {k: (t["es"], t["ef"], t["ls"], t["lf"], t["total_float"]) for k, t in got.items()}
+    assert dates == {
+        "NH-1": (0, 240, 0, 240, 0),
+        "NH-2": (300, 420, 300, 420, 0),
+        "NH-3": (240, 300, 360, 420, 120),
+    }
+    assert _local(got["NH-3"]["late_finish"]) == t0 + timedelta(hours=7)
+    # In Chinese working days all three fall on Tuesday 1 December: A on day 0, B and C after it.
+    days = api.ok(api.get(f"/projects/{project['id']}/schedule?calendar=cn", api.operator), 200)
+    assert (days["unit"], days["origin"]) == ("workday", "2026-12-01")
+    by_key = {t["key"]: t for t in days["tasks"]}
+    assert by_key["NH-2"]["early_start"] == "2026-12-02"
+    assert by_key["NH-2"]["early_finish"] == "2026-12-02"  # the last day worked
+    assert api.get(
+        f"/projects/{project['id']}/schedule?calendar=moon", api.operator
+    ).status_code == (422)
+    assert api.get("/projects/prj_nope/schedule", api.operator).status_code == 404
+
+
 def _user(api: Api, username: str, email: str | None = None) -> str:
     user = api.c.db.write(
         lambda conn: accounts.create_user(

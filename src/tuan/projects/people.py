@@ -5,7 +5,8 @@ category of its kanban column (todo, in_progress, done, cancelled):
 
 - done on time: done with ``done_at ≤ due_at`` (or without a due time); done late: after it;
 - overdue now: neither done nor cancelled, ``due_at < now``;
-- workload: open (todo / in progress) tasks and the sum of their estimates, in hours.
+- workload: open (todo / in progress) tasks and the sum of their estimates, in hours; by week
+  (:func:`workload`), each estimate spread over the weeks between the task's start and due time.
 
 Stand-up (local days, Asia/Shanghai by default): *yesterday* = tasks done yesterday; *today* =
 open tasks in progress or due today (or overdue); *blocked* = open tasks in a column keyed
@@ -16,7 +17,9 @@ task is due to start (its start time has come, or it has none).
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -180,3 +183,91 @@ def standup(
             for p in sorted(board)
         ],
     }
+
+
+# -- workload by week ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Week:
+    key: str  # "earlier" | "2026-11-23" (its Monday) | "later" | "undated"
+    zh: str
+    en: str
+
+
+def week_buckets(today: date, weeks: int) -> list[Week]:
+    """ "Earlier", then ``weeks`` weeks from the Monday of ``today``, then "later" and
+    "undated"."""
+    monday = today - timedelta(days=today.weekday())
+    out = [Week("earlier", "更早", "Earlier")]
+    for i in range(weeks):
+        start = monday + timedelta(weeks=i)
+        label = f"{start:%m-%d}"
+        out.append(Week(start.isoformat(), f"{label} 周", f"wk {label}"))
+    out += [Week("later", "更晚", "Later"), Week("undated", "未排期", "Undated")]
+    return out
+
+
+def spread_minutes(
+    minutes: float,
+    starts_at: datetime | None,
+    due_at: datetime | None,
+    buckets: Sequence[Week],
+    tz: str,
+) -> dict[str, float]:
+    """A task's estimate spread over the weeks its window covers (in proportion to time);
+    a task with one date puts it all in that date's week, one with none in "undated"."""
+    first = date.fromisoformat(buckets[1].key)
+    last = date.fromisoformat(buckets[-3].key) + timedelta(days=7)
+    zone = ZoneInfo(tz)
+
+    def bucket(day: date) -> str:
+        if day < first:
+            return "earlier"
+        if day >= last:
+            return "later"
+        return (day - timedelta(days=day.weekday())).isoformat()
+
+    if starts_at is None and due_at is None:
+        return {"undated": minutes}
+    if starts_at is None or due_at is None or due_at <= starts_at:
+        point = starts_at or due_at
+        assert point is not None
+        return {bucket(point.astimezone(zone).date()): minutes}
+    total = (due_at - starts_at).total_seconds()
+    out: dict[str, float] = defaultdict(float)
+    cursor = starts_at.astimezone(zone)
+    end = due_at.astimezone(zone)
+    while cursor < end:
+        day = cursor.date()
+        next_monday = datetime.combine(
+            day + timedelta(days=7 - day.weekday()), datetime.min.time(), zone
+        )
+        stop = min(end, next_monday)
+        out[bucket(day)] += minutes * (stop - cursor).total_seconds() / total
+        cursor = stop
+    return dict(out)
+
+
+def workload(
+    tasks: Sequence[Mapping[str, Any]],
+    buckets: Sequence[Week],
+    tz: str,
+    *,
+    by_project: bool,
+) -> dict[tuple[str, str], dict[str, float]]:
+    """(person, project or "") → week → estimated minutes of open tasks. Each task counts
+    fully for its owner and for every assignee (as the people figures do)."""
+    out: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for t in tasks:
+        if t["category"] not in ("todo", "in_progress") or not t["estimate_minutes"]:
+            continue
+        people = set(t["assignee_ids"]) | ({t["owner_id"]} if t["owner_id"] else set())
+        shares = spread_minutes(
+            float(t["estimate_minutes"]), t["starts_at"], t["due_at"], buckets, tz
+        )
+        for person in people or {""}:
+            row = out[(person, t["project_id"] if by_project else "")]
+            for week, minutes in shares.items():
+                row[week] += minutes
+    return out

@@ -25,6 +25,8 @@ from tuan.entrypoints.console.routes import (
     notifications,
     orders,
     payments,
+    project_tracking,
+    projects,
     stock,
 )
 from tuan.entrypoints.storefront import router as storefront_router
@@ -47,6 +49,8 @@ ROUTERS = [
     analytics.router,
     analytics_models.router,
     channels.router,
+    project_tracking.router,
+    projects.router,
 ]
 
 HTML_PREFIXES = ("/console", "/s/")

@@ -238,6 +238,7 @@ NAV: list[NavItem] = [
     NavItem("/console/stock", Perm.STOCK_VIEW, "库存", "Stock", "▥"),
     NavItem("/console/analytics", Perm.ANALYTICS_VIEW, "数据分析", "Analytics", "▲"),
     NavItem("/console/channels", Perm.ANALYTICS_VIEW, "渠道投放与ROI", "Channels and ROI", "◇"),
+    NavItem("/console/projects", Perm.PROJECTS_VIEW, "项目", "Projects", "▧"),
     NavItem("/console/communities", Perm.COMMUNITIES_VIEW, "小区与团长", "Communities", "⌂"),
     NavItem("/console/notifications", Perm.NOTIFICATIONS_VIEW, "通知", "Notifications", "✉"),
     NavItem("/console/jobs", Perm.JOBS_VIEW, "后台任务", "Jobs", "⟳"),

@@ -9,6 +9,7 @@ audited. Routes with literal segments come before ``/projects/{project_id}``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -20,8 +21,9 @@ from tuan.accounts.permissions import Perm
 from tuan.bootstrap import Container
 from tuan.entrypoints.api.deps import ContainerDep, Principal, allow, audited
 from tuan.entrypoints.api.schemas import projects as s
-from tuan.projects import ical, model
+from tuan.projects import ical, model, plan
 from tuan.projects import service as projects
+from tuan.projects.calendar import calendar_named
 from tuan.projects.sop import Template
 from tuan.shared.errors import VALIDATION, DomainError
 
@@ -639,6 +641,46 @@ def list_links(project_id: str, c: ContainerDep, who: Viewer) -> Any:
             projects.project_links(conn, project_id),
         )[1],
     )
+
+
+@router.get("/{project_id}/schedule", response_model=s.ScheduleOut)
+def get_schedule(
+    project_id: str,
+    c: ContainerDep,
+    who: Viewer,
+    calendar: Literal["none", "cn", "weekends"] = "none",
+) -> Any:
+    """The critical path over the project's dated tasks as planned (its Gantt): early and late
+    start and finish, total and free float. ``none``: minutes, each task no earlier than its
+    planned start; ``cn`` (Chinese working days with holidays and make-up days) or ``weekends``
+    (Monday to Friday): working days. Finishes in working days are the last day worked."""
+    cal = calendar_named(calendar) if calendar != "none" else None
+    tz = c.settings.timezone
+    planned = _read(c, lambda conn: plan.project_schedule(conn, project_id, tz, cal))
+    keys = {t["id"]: t["key"] for t in planned.tasks}
+    rows = []
+    for t in sorted(planned.tasks, key=lambda t: (planned.times[t["id"]].es, t["number"])):
+        tt = planned.times[t["id"]]
+        finish = tt.ef > tt.es
+        rows.append(
+            {
+                "task_id": t["id"],
+                "key": t["key"],
+                "title": t["title"],
+                **dataclasses.asdict(tt),
+                "early_start": planned.when(tt.es),
+                "early_finish": planned.when(tt.ef, finish=finish),
+                "late_start": planned.when(tt.ls),
+                "late_finish": planned.when(tt.lf, finish=finish),
+            }
+        )
+    return {
+        "unit": planned.unit,
+        "calendar": calendar,
+        "origin": planned.origin or planned.first_day,
+        "critical_path": [keys[i] for i in planned.critical],
+        "tasks": rows,
+    }
 
 
 @router.get(

@@ -3,7 +3,7 @@ links, checklists, comments, attachments, SOP templates."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field, StrictBool, StrictInt
@@ -200,6 +200,33 @@ class LinkOut(Out):
     succ_id: str
     type: str
     lag_minutes: int
+
+
+class ScheduledTaskOut(Out):
+    task_id: str
+    key: str
+    title: str
+    es: int
+    ef: int
+    ls: int
+    lf: int
+    total_float: int
+    free_float: int
+    critical: bool
+    early_start: datetime | date
+    early_finish: datetime | date
+    late_start: datetime | date
+    late_finish: datetime | date
+
+
+class ScheduleOut(Out):
+    unit: Literal["minute", "workday"]
+    calendar: Literal["none", "cn", "weekends"]
+    origin: datetime | date | None = Field(
+        description="The moment (minute unit) or working day (workday unit) numbered 0."
+    )
+    critical_path: list[str] = Field(description="Keys of the critical tasks, earliest first.")
+    tasks: list[ScheduledTaskOut]
 
 
 class ChecklistItemOut(Out):
