@@ -19,12 +19,17 @@ SEED         ?= 42
 # Whole pytest run; each test also has pytest-timeout's limit from pyproject.toml.
 TEST_TIMEOUT ?= 75m
 PYTEST_ARGS  ?=
+# pytest-xdist processes; each takes whole test files (--dist loadfile) so a module's fixtures
+# (its demo database, its PostgreSQL database, its served Tuan) are built once. 0 = no xdist.
+TEST_WORKERS ?= auto
 BENCH_ARGS   ?=
 # Tests need PostgreSQL, Debian's Chromium (Playwright drives it) and a CJK font for screenshots
 # and PDFs; WeasyPrint (PDF reports) needs Pango; the demo needs the font and Pango.
 SYSTEM_PACKAGES := postgresql chromium fonts-wqy-microhei libpango-1.0-0 libpangoft2-1.0-0
 DEMO_PACKAGES   := fonts-wqy-microhei libpango-1.0-0 libpangoft2-1.0-0
 LINT_PATHS    = $(wildcard src tests benchmarks migrations)
+
+XDIST_ARGS = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 TUAN_PG_PORT ?= 55432
 export TUAN_PG_PORT
@@ -44,7 +49,7 @@ help:
 	@echo "  make system-deps  apt-get install what the tests need ($(SYSTEM_PACKAGES)), if missing"
 	@echo "  make pg-start / pg-stop   the test PostgreSQL by hand (scripts/pg.sh)"
 	@echo "  make clean        remove var/, caches, the venv stamp and the test PostgreSQL; distclean: .venv too"
-	@echo "Variables: HOST PORT SEED PYTEST_ARGS TEST_TIMEOUT TUAN_PG_PORT; TUAN_TEST_PG_URL set = use that server"
+	@echo "Variables: HOST PORT SEED PYTEST_ARGS TEST_WORKERS TEST_TIMEOUT TUAN_PG_PORT; TUAN_TEST_PG_URL set = use that server"
 
 # ---------------------------------------------------------------------------------------------
 # Environment
@@ -134,7 +139,7 @@ pytest: venv system-deps assets
 		export TUAN_TEST_PG_URL; \
 	fi; \
 	rc=0; \
-	timeout --foreground -k 30s $(TEST_TIMEOUT) $(VENV)/bin/pytest -q $(PYTEST_ARGS) || rc=$$?; \
+	timeout --foreground -k 30s $(TEST_TIMEOUT) $(VENV)/bin/pytest -q $(XDIST_ARGS) $(PYTEST_ARGS) || rc=$$?; \
 	case $$rc in \
 		0) ;; \
 		5) echo "make: error: pytest collected no tests" >&2 ;; \

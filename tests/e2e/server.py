@@ -100,7 +100,7 @@ class TuanServer:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 60) -> TuanServer:
+    def start(self, timeout: float = 120) -> TuanServer:
         if self.migrate_first:
             tuan("db", "upgrade", db_url=self.db_url)
         env = env_for(self.db_url, TUAN_PUBLIC_URL=self.url, **self.extra_env)
@@ -123,10 +123,16 @@ class TuanServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.wait_healthy(timeout)
+        try:
+            self.wait_healthy(timeout)
+        except BaseException:
+            # `with TuanServer(...)` never reaches __exit__ when __enter__ raises: stop it here,
+            # or the server outlives the test (and fails a later one with a ResourceWarning).
+            self.stop()
+            raise
         return self
 
-    def wait_healthy(self, timeout: float = 60) -> None:
+    def wait_healthy(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2) as client:
             while time.monotonic() < deadline:
