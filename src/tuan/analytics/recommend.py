@@ -16,18 +16,22 @@ it is small and it is what Tuan's recommendations are:
   weights (which discount customers who join almost everything — they say little about taste),
   then only the ``neighbours`` most similar items of each item are kept.
 * **"Customers who joined this also joined"** (也买了): the item's neighbours, best first.
-* **Personalised picks** (猜你喜欢): ``score(c, j) = Σ_i p(c, i) · s(i, j)`` over the items ``i``
-  the customer has, with ``p(c, i)`` the signal's weight halved every ``half_life_days`` of age;
-  items the customer already bought (paid joins) are excluded, as are items outside the
-  ``candidates`` (what is on sale). Ties — most of all a score of 0, when no neighbour speaks —
-  are broken by popularity, so a list is always full when there are enough candidates.
+* **Personalised picks** (猜你喜欢): the kNN score ``knn(c, j) = Σ_i p(c, i) · s(i, j)`` over
+  the items ``i`` the customer has, with ``p(c, i)`` the signal's weight halved every
+  ``half_life_days`` of age, scaled to the customer's best and blended with two priors: the
+  item's popularity and the log-lift of the customer's interest in the item's category (their
+  recency-weighted mix of categories, smoothed towards the average mix), each with a tuned
+  weight (:meth:`ItemKNN.blend`). Items the customer already bought (paid joins) are excluded,
+  as are items outside the ``candidates`` (what is on sale). Ties are broken by popularity, so
+  a list is always full when there are enough candidates.
 * **Baselines**: popularity (most customers with a paid join in the training window) and random,
   with the same exclusions and candidates.
 * **Offline test**: a time split (fit before a cut, score the next ``test_days``), for customers
   active before the cut who bought something new after it; recall, precision and NDCG at k,
   catalogue coverage, and a paired bootstrap interval (SciPy) for the difference in recall
   between the model and popularity. The model's settings are tuned on a validation window that
-  ends at the cut, never on the test window. Formulas: docs/recommendations.md.
+  ends at the cut, never on the test window; the kNN part alone and the priors alone are
+  judged too (ablations, each tuned on validation). Formulas: docs/recommendations.md.
 """
 
 from __future__ import annotations
@@ -97,7 +101,9 @@ class Interactions:
     """Events, one array element each; ``customer``/``item`` index ``customer_ids``/``item_ids``.
 
     ``item_ids`` is the whole catalogue (items nobody touched included), so that every method
-    ranks the same universe; ``at`` is epoch seconds (UTC).
+    ranks the same universe; ``at`` is epoch seconds (UTC). ``item_category``: each item's
+    category (parallel to ``item_ids``; ``""`` unknown), used by the category prior; ``None``:
+    no categories known.
     """
 
     customer_ids: tuple[str, ...]
@@ -106,6 +112,7 @@ class Interactions:
     item: IntArray
     kind: IntArray
     at: FloatArray
+    item_category: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.customer)
@@ -120,6 +127,8 @@ class Interactions:
                 raise RecommendError("unknown interaction kind")
             if not np.isfinite(self.at).all():
                 raise RecommendError("interaction times must be finite")
+        if self.item_category is not None and len(self.item_category) != len(self.item_ids):
+            raise RecommendError("one category per catalogue item")
 
     @classmethod
     def build(
@@ -130,9 +139,11 @@ class Interactions:
         at: Sequence[float] | FloatArray,
         *,
         item_ids: Sequence[str] | None = None,
+        categories: Mapping[str, str] | None = None,
     ) -> Interactions:
         """From parallel columns of ids. ``item_ids``: the catalogue (default: the items seen);
-        an item outside it is an error. Customers are indexed in order of first appearance."""
+        an item outside it is an error. ``categories``: item id → category (an item missing
+        from it has none). Customers are indexed in order of first appearance."""
         universe = tuple(dict.fromkeys(items)) if item_ids is None else tuple(item_ids)
         item_index = {v: i for i, v in enumerate(universe)}
         if len(item_index) != len(universe):
@@ -151,6 +162,9 @@ class Interactions:
             item=item,
             kind=np.asarray(kinds, dtype=np.int64),
             at=np.asarray(at, dtype=np.float64),
+            item_category=None
+            if categories is None
+            else tuple(categories.get(v, "") for v in universe),
         )
 
     def __len__(self) -> int:
@@ -230,7 +244,13 @@ def _max_matrix(rows: IntArray, cols: IntArray, values: FloatArray, shape: tuple
 @dataclass(frozen=True)
 class KNNConfig:
     """Settings of the item-kNN model. The defaults are common starting points, not tuned: the
-    offline test (:func:`run_offline`) picks settings per database on a validation window."""
+    offline test (:func:`run_offline`) picks settings per database on a validation window.
+
+    The ranking score of a product for a customer blends three parts (see :meth:`ItemKNN.blend`):
+    ``knn_weight`` × the kNN score scaled to the customer's best (0…1), ``popularity_weight`` ×
+    a popularity prior (0…1) and ``category_weight`` × the log-lift of the customer's interest
+    in the product's category. Both prior weights 0: item-kNN alone (popularity only breaks
+    ties); ``knn_weight`` 0: the priors alone."""
 
     neighbours: int = 20  # most similar items kept per item; 0: all
     shrinkage: float = 10.0  # λ in x_i·x_j / (‖x_i‖‖x_j‖ + λ)
@@ -240,6 +260,10 @@ class KNNConfig:
     view_weight: float = 0.25  # a view (when the event store provides them)
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
+    knn_weight: float = 1.0  # weight of the (scaled) kNN score in the ranking score
+    popularity_weight: float = 0.5  # π: weight of the popularity prior in the ranking score
+    category_weight: float = 2.0  # β: weight of the category log-lift in the ranking score
+    category_smoothing: float = 2.0  # α: pseudo-signal pulling a profile to the average mix
 
     def __post_init__(self) -> None:
         if self.neighbours < 0:
@@ -253,16 +277,48 @@ class KNNConfig:
         for name in ("join_weight", "view_weight"):
             if not 0 <= getattr(self, name) <= 1:
                 raise RecommendError(f"{name} must lie in [0, 1]")
+        for name in ("knn_weight", "popularity_weight", "category_weight"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise RecommendError(f"{name} must be a finite number ≥ 0")
+        if not 0 < self.category_smoothing < math.inf:
+            raise RecommendError("category_smoothing must be a finite number > 0")
 
     @property
     def weights(self) -> tuple[float, float, float]:
         """Weight per kind: PAID, JOIN, VIEW."""
         return (1.0, self.join_weight, self.view_weight)
 
+    def fit_key(self) -> KNNConfig:
+        """The settings the similarities depend on (the rest only changes the ranking)."""
+        return replace(
+            self,
+            half_life_days=None,
+            knn_weight=1.0,
+            popularity_weight=0.0,
+            category_weight=0.0,
+            category_smoothing=2.0,
+        )
+
+    @property
+    def knn_only(self) -> bool:
+        """Item-kNN alone: no prior (popularity only breaks ties)."""
+        return self.knn_weight > 0 and not self.popularity_weight and not self.category_weight
+
     def label(self) -> str:
         hl = "∞" if self.half_life_days is None else f"{self.half_life_days:g}d"
         nb = "all" if self.neighbours == 0 else str(self.neighbours)
-        return f"{self.weighting} k={nb} λ={self.shrinkage:g} half-life={hl}"
+        if self.knn_weight:
+            out = f"{self.weighting} k={nb} λ={self.shrinkage:g} half-life={hl}"
+            if self.knn_weight != 1:
+                out = f"kNN×{self.knn_weight:g} ({out})"
+        else:
+            out = f"no kNN, half-life={hl}"
+        out += f" view={self.view_weight:g}"
+        if self.popularity_weight:
+            out += f" +pop×{self.popularity_weight:g}"
+        if self.category_weight:
+            out += f" +category×{self.category_weight:g} (α={self.category_smoothing:g})"
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -270,8 +326,10 @@ class KNNConfig:
 
 @dataclass(frozen=True, eq=False)
 class ItemKNN:
-    """A fitted model: item × item similarities (row ``i``: the neighbours of ``i``) and the
-    training popularity (distinct customers with a paid join) used to break ties."""
+    """A fitted model: item × item similarities (row ``i``: the neighbours of ``i``), the
+    training popularity (distinct customers with a paid join: the prior and the tie-break) and,
+    when the items have categories, each item's category and the categories' share of the
+    training signal (the average mix the category prior compares a customer with)."""
 
     config: KNNConfig
     item_ids: tuple[str, ...]
@@ -279,6 +337,8 @@ class ItemKNN:
     popularity: FloatArray
     fitted_at: float  # epoch seconds: the recency weights are measured from here
     seconds: float = 0.0
+    category: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # −1: none
+    category_share: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def n_items(self) -> int:
@@ -306,8 +366,67 @@ class ItemKNN:
         return x if customers is None else x[customers]
 
     def scores(self, profiles: Any) -> FloatArray:
-        """Dense (customers × items): Σ over a customer's items of weight × similarity."""
+        """Dense (customers × items): the kNN score, Σ over a customer's items of weight ×
+        similarity (the ranking blends it with the priors: :meth:`blend`)."""
         return np.asarray((sp.csr_matrix(profiles) @ self.similarity).toarray(), dtype=np.float64)
+
+    def popularity_prior(self) -> FloatArray:
+        """Per item ``ln(1 + buyers) / ln(1 + most buyers)``: 0 … 1 (all 0 when nobody bought)."""
+        top = float(self.popularity.max()) if self.n_items else 0.0
+        if top <= 0:
+            return np.zeros(self.n_items)
+        return np.log1p(self.popularity) / math.log1p(top)
+
+    def category_log_lift(self, profiles: Any) -> FloatArray:
+        """Dense (customers × categories): ``ln(a_c,g / share_g)`` with ``a_c,g = (n_c,g + α ·
+        share_g) / (n_c + α)``, ``n_c,g`` the customer's profile mass on category ``g``, ``n_c``
+        on all categories, ``share_g`` the category's share of the training signal, ``α`` the
+        smoothing: 0 for a customer without history, positive where they lean. A category
+        absent from training gets 0."""
+        n_cat = len(self.category_share)
+        p = sp.csr_matrix(profiles)
+        if n_cat == 0:
+            return np.zeros((p.shape[0], 0))
+        known = np.flatnonzero(self.category >= 0)
+        onehot = sp.csr_matrix(
+            (np.ones(len(known)), (known, self.category[known])), shape=(self.n_items, n_cat)
+        )
+        mass = np.asarray((p @ onehot).toarray(), dtype=np.float64)  # n_c,g
+        total = mass.sum(axis=1, keepdims=True)  # n_c
+        alpha = self.config.category_smoothing
+        share = self.category_share[None, :]
+        affinity = (mass + alpha * share) / (total + alpha)
+        seen = share > 0
+        ratio = np.divide(affinity, share, out=np.ones_like(affinity), where=seen)
+        return np.asarray(np.log(ratio), dtype=np.float64)
+
+    def blend(self, profiles: Any, knn: FloatArray | None = None) -> FloatArray:
+        """Dense (customers × items) ranking scores::
+
+            w · knn(c, j) / max_j' knn(c, j')  +  π · prior(j)  +  β · lift(c, category(j))
+
+        ``w`` the ``knn_weight`` (the kNN part is 0 when no neighbour speaks), ``prior``
+        :meth:`popularity_prior`, ``lift`` :meth:`category_log_lift` (0 for an item without a
+        category). ``knn``: :meth:`scores` of ``profiles`` when already computed."""
+        raw = self.scores(profiles) if knn is None else knn
+        cfg = self.config
+        top = raw.max(axis=1, keepdims=True) if raw.shape[1] else np.zeros((raw.shape[0], 1))
+        scale = np.divide(cfg.knn_weight, top, out=np.zeros_like(top), where=top > 0)
+        out = raw * scale  # one pass, then added to in place
+        if cfg.popularity_weight:
+            out += cfg.popularity_weight * self.popularity_prior()[None, :]
+        if cfg.category_weight and len(self.category_share):
+            lift = cfg.category_weight * self.category_log_lift(profiles)
+            # a last column of zeros for the items without a category
+            lift = np.hstack([lift, np.zeros((lift.shape[0], 1))])
+            out += lift[:, np.where(self.category >= 0, self.category, lift.shape[1] - 1)]
+        return np.asarray(out, dtype=np.float64)
+
+    def with_config(self, config: KNNConfig) -> ItemKNN:
+        """The same similarities with other ranking settings (``config.fit_key()`` must match)."""
+        if config.fit_key() != self.config.fit_key():
+            raise RecommendError("these settings need another fit")
+        return replace(self, config=config)
 
 
 def popularity_scores(interactions: Interactions) -> FloatArray:
@@ -321,6 +440,7 @@ def fit(interactions: Interactions, config: KNNConfig | None = None) -> ItemKNN:
     cfg = config or KNNConfig()
     started = time.perf_counter()
     x = interactions.signal(cfg.weights)  # customers × items, no decay: who goes with what
+    category, share = _categories(interactions, x)
     if cfg.weighting == "bm25":
         x = _bm25(x, cfg.bm25_k1, cfg.bm25_b)
     sim = _shrunk_cosine(x, cfg.shrinkage)
@@ -334,7 +454,26 @@ def fit(interactions: Interactions, config: KNNConfig | None = None) -> ItemKNN:
         popularity=popularity_scores(interactions),
         fitted_at=fitted_at,
         seconds=time.perf_counter() - started,
+        category=category,
+        category_share=share,
     )
+
+
+def _categories(interactions: Interactions, x: Any) -> tuple[IntArray, FloatArray]:
+    """Each item's category index (−1: none) and each category's share of the signal ``x``
+    (customers × items) over the items that have a category."""
+    names = interactions.item_category
+    if names is None:
+        return np.full(interactions.n_items, -1, dtype=np.int64), np.zeros(0)
+    labels = sorted({n for n in names if n})
+    index = {n: g for g, n in enumerate(labels)}
+    category = np.array([index.get(n, -1) for n in names], dtype=np.int64)
+    per_item = np.asarray(x.sum(axis=0)).ravel()
+    known = category >= 0
+    mass = np.bincount(category[known], weights=per_item[known], minlength=len(labels))
+    total = mass.sum()
+    share = mass / total if total > 0 else np.zeros(len(labels))
+    return category, share
 
 
 def _bm25(x: Any, k1: float, b: float) -> Any:
@@ -741,17 +880,22 @@ def _recommend_many(
     owned: Any,
     candidates: BoolArray,
     k: int,
+    *,
+    scored: tuple[Any, FloatArray] | None = None,
 ) -> tuple[IntArray, int]:
-    """The model's lists for ``customers`` (in chunks), and how many slots had a kNN score."""
-    profiles = model.profiles(train, customers)
+    """The model's lists for ``customers`` (in chunks), and how many slots had a kNN score.
+    ``scored``: the customers' profiles and kNN scores when already computed (tuning)."""
+    profiles = model.profiles(train, customers) if scored is None else scored[0]
     out = np.full((len(customers), k), -1, dtype=np.int64)
     knn_slots = 0
     for lo in range(0, len(customers), CHUNK):
         hi = min(lo + CHUNK, len(customers))
-        s = model.scores(profiles[lo:hi])
+        p = profiles[lo:hi]
+        knn = model.scores(p) if scored is None else scored[1][lo:hi]
+        s = model.blend(p, knn)
         r = rank(s, k, exclude=owned[lo:hi], candidates=candidates, tie_break=model.popularity)
         out[lo:hi] = r
-        picked = np.take_along_axis(s, np.maximum(r, 0), axis=1)
+        picked = np.take_along_axis(knn, np.maximum(r, 0), axis=1)
         knn_slots += int(((picked > 0) & (r >= 0)).sum())
     return out, knn_slots
 
@@ -780,24 +924,35 @@ def _bootstrap_mean_ci(
 
 # -- tuning and the whole offline run -------------------------------------------------------------
 
+# The first value of each is a sound untuned choice (the console's quick test uses only those).
 DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
-    "neighbours": (5, 10, 20, 40, 0),
-    "shrinkage": (0.0, 2.0, 10.0, 50.0),
+    "neighbours": (20, 0),
+    "shrinkage": (10.0, 50.0),
     "weighting": ("cosine", "bm25"),
-    "half_life_days": (7.0, 30.0, None),
+    "half_life_days": (30.0, None),
+    "knn_weight": (1.0, 0.0),
+    "popularity_weight": (0.5, 0.0, 2.0),
+    "category_weight": (2.0, 0.0, 0.5, 8.0),
 }
+KNN_SETTINGS = ("neighbours", "shrinkage", "weighting", "bm25_k1", "bm25_b")
 
 
 def grid_configs(
     grid: Mapping[str, Iterable[Any]], base: KNNConfig | None = None
 ) -> list[KNNConfig]:
-    """Every combination of ``grid``'s values (other settings from ``base``)."""
+    """Every combination of ``grid``'s values (other settings from ``base``), each ranking once:
+    with ``knn_weight`` 0 the similarity settings change nothing, so those combinations are
+    kept once (with the first values)."""
     start = base or KNNConfig()
     names = list(grid)
-    return [
-        replace(start, **dict(zip(names, values, strict=True)))
-        for values in itertools.product(*(tuple(grid[n]) for n in names))
-    ]
+    first = {n: next(iter(tuple(grid[n]))) for n in names if n in KNN_SETTINGS}
+    out: dict[KNNConfig, None] = {}
+    for values in itertools.product(*(tuple(grid[n]) for n in names)):
+        cfg = replace(start, **dict(zip(names, values, strict=True)))
+        if cfg.knn_weight == 0:
+            cfg = replace(cfg, **first)
+        out.setdefault(cfg, None)
+    return list(out)
 
 
 @dataclass(frozen=True, eq=False)
@@ -811,6 +966,13 @@ class Tuning:
     best: KNNConfig
     popularity_recall: float
     seconds: float
+
+    def best_where(self, keep: Callable[[KNNConfig], bool]) -> KNNConfig | None:
+        """The best configuration (same order as ``best``) among those ``keep`` accepts."""
+        found = [(i, r) for i, r in enumerate(self.results) if keep(r[0])]
+        if not found:
+            return None
+        return max(found, key=lambda t: (t[1][1], t[1][2], -t[0]))[1][0]
 
     def to_dict(self, top: int = 10) -> dict[str, Any]:
         ranked = sorted(self.results, key=lambda r: (-r[1], -r[2]))
@@ -834,18 +996,45 @@ def tune(
     candidates: BoolArray | None = None,
     progress: Progress | None = None,
 ) -> Tuning:
-    """Score every configuration on a validation split (fit before its cut, judge after)."""
+    """Score every configuration on a validation split (fit before its cut, judge after).
+
+    Configurations that differ only in ranking settings (half-life, the priors' weights) share
+    one fit, and those that also share the half-life share the kNN scores: only the blend and
+    the ranking are redone."""
     if not configs:
         raise RecommendError("no configuration to try")
+    if not len(split):
+        raise RecommendError("no customer is active both before and after the cut")
     started = time.perf_counter()
+    train = split.train
+    cand = np.ones(train.n_items, dtype=bool) if candidates is None else np.asarray(candidates)
+    first = evaluate_split(split, configs[0], k=k, candidates=cand, n_boot=0)
+    popularity = first.methods["popularity"].recall
+    fits: dict[KNNConfig, ItemKNN] = {}
+    scored: dict[tuple[KNNConfig, float | None], tuple[Any, FloatArray]] = {}
+    small = len(split) * train.n_items <= 4_000_000  # kNN scores kept dense between configs
     results: list[tuple[KNNConfig, float, float]] = []
-    popularity = math.nan
     for i, cfg in enumerate(configs):
-        ev = evaluate_split(split, cfg, k=k, candidates=candidates, baselines=i == 0)
-        if i == 0:
-            popularity = ev.methods["popularity"].recall
-        m = ev.methods["item_knn"]
-        results.append((cfg, m.recall, m.ndcg))
+        key = cfg.fit_key()
+        base = fits.get(key)
+        if base is None:
+            base = fit(train, key)
+            if len(train):
+                base = replace(base, fitted_at=split.cut)  # recency measured from the cut
+            fits[key] = base
+            if len(fits) > 8:
+                fits.pop(next(iter(fits)))
+        model = base.with_config(cfg)
+        score_key = (key, cfg.half_life_days)
+        ready = scored.get(score_key)
+        if ready is None and small:
+            profiles = model.profiles(train, split.customers)
+            ready = scored[score_key] = (profiles, model.scores(profiles))
+            if len(scored) > 8:
+                scored.pop(next(iter(scored)))
+        recs, _ = _recommend_many(model, train, split.customers, split.owned, cand, k, scored=ready)
+        m = ranking_metrics(recs, split.relevant, k)
+        results.append((cfg, float(m.recall.mean()), float(m.ndcg.mean())))
         if progress is not None:
             progress("tune", i + 1, len(configs))
     # The best recall; among equals the best NDCG, then the earliest (the simpler) in the grid.
@@ -869,14 +1058,24 @@ class OfflineReport:
     test: Evaluation  # the tuned configuration
     test_default: Evaluation  # the default configuration, for reference
     seconds: float
+    # The parts alone, each the best of its part of the grid on validation, judged on the test:
+    # "knn_only" (no prior), "priors_only" (popularity and category priors, no kNN).
+    ablations: dict[str, Evaluation] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "tuning": self.tuning.to_dict(),
             "test": self.test.to_dict(),
             "test_default_config": self.test_default.to_dict(),
+            "ablations": {name: ev.to_dict() for name, ev in self.ablations.items()},
             "seconds": self.seconds,
         }
+
+
+ABLATIONS: dict[str, Callable[[KNNConfig], bool]] = {
+    "knn_only": lambda c: c.knn_only,
+    "priors_only": lambda c: c.knn_weight == 0 and bool(c.popularity_weight or c.category_weight),
+}
 
 
 def run_offline(
@@ -911,6 +1110,17 @@ def run_offline(
     default = evaluate_split(
         test_split, base or KNNConfig(), k=k, candidates=cand, seed=seed, n_boot=n_boot
     )
+    ablations = {}
+    for name, part in ABLATIONS.items():
+        best = tuning.best_where(part)
+        if best is not None:
+            ablations[name] = evaluate_split(
+                test_split, best, k=k, candidates=cand, seed=seed, n_boot=n_boot
+            )
     return OfflineReport(
-        tuning=tuning, test=test, test_default=default, seconds=time.perf_counter() - started
+        tuning=tuning,
+        test=test,
+        test_default=default,
+        seconds=time.perf_counter() - started,
+        ablations=ablations,
     )

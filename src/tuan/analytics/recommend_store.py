@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp  # type: ignore[import-untyped]
 from sqlalchemy import Connection, and_, exists, func, or_, select
 
 from tuan.analytics.formation_store import epoch
@@ -60,7 +61,7 @@ from tuan.orders.store import orders
 
 # The demo's "now" for reproducible figures: the one tests/integration/test_demo.py pins.
 DEMO_END = datetime(2026, 8, 1, 13, 5, 0, tzinfo=UTC)
-VIEW_WEIGHTS = (0.0, 0.1, 0.25, 0.5)  # tried by the offline test when there are views
+VIEW_WEIGHTS = (0.0, 0.25, 1.0)  # tried by the offline test when there are views
 
 
 class UnknownCustomer(LookupError):
@@ -212,6 +213,7 @@ def load_interactions(
         [r[2] for r in rows],
         [r[3] for r in rows],
         item_ids=catalogue.product_ids,
+        categories=catalogue.categories,
     )
     return LoadedInteractions(
         interactions=inter,
@@ -326,11 +328,12 @@ class Pick:
     product_id: str
     name: str
     category: str
-    score: float  # kNN score (personal) or similarity; 0: filled by popularity
+    score: float  # personal: the ranking score (kNN blended with the priors); similar: similarity
     popularity: int  # distinct customers who bought it
     because: str | None = None  # the customer's product that contributed most (personal)
     because_name: str | None = None
     offers: list[Offer] = field(default_factory=list)
+    knn_score: float = 0.0  # personal: the kNN part alone (0: no neighbour of their products)
 
 
 @dataclass(frozen=True)
@@ -388,19 +391,21 @@ def recommend_for_customer(
     if c >= 0:
         profile = model.profiles(inter, np.array([c]))
         owned = inter.owned()[c]
-        scores = model.scores(profile)
+        knn = model.scores(profile)
+        scores = model.blend(profile, knn)
         history = int(profile.nnz)
         n_owned = int(owned.nnz)
     else:
         profile = None
         owned = np.zeros((1, n))
-        scores = np.zeros((1, n))
+        knn = np.zeros((1, n))
+        scores = model.blend(sp.csr_matrix((1, n)), knn)  # the priors alone: popularity
         history = n_owned = 0
     top = rank(scores, k, exclude=owned, candidates=cand, tie_break=model.popularity)[0]
     picks = []
     for j in top[top >= 0]:
         because = None
-        if profile is not None and scores[0, j] > 0:
+        if profile is not None and knn[0, j] > 0:
             contrib = profile.multiply(model.similarity[:, j].T).toarray()[0]
             because = cat.product_ids[int(np.argmax(contrib))]
         pid = cat.product_ids[j]
@@ -414,6 +419,7 @@ def recommend_for_customer(
                 because=because,
                 because_name=cat.names.get(because) if because else None,
                 offers=offers.get(pid, []),
+                knn_score=float(knn[0, j]),
             )
         )
     return CustomerPicks(
@@ -492,6 +498,16 @@ class DatabaseEvaluation:
     products: int
     load_seconds: float
     source: str = ""
+    events: str | None = None  # where the views were read from (None: joins only)
+
+
+def event_store_of(settings: Any) -> Path | None:
+    """The event store beside the database (``TUAN_ANALYTICS_DIR``, or ``analytics/`` beside a
+    SQLite file) when it holds exported events; else None."""
+    from tuan.analytics.event_store import analytics_dir_for
+
+    folder = analytics_dir_for(settings)
+    return folder if next(iter(folder.glob("events/date=*/*.parquet")), None) else None
 
 
 def evaluate(
@@ -540,7 +556,28 @@ def evaluate(
         customers=inter.n_customers,
         products=inter.n_items,
         load_seconds=loaded.seconds,
+        events=None if events is None else str(events),
     )
+
+
+def prepare_demo_location(path: Path) -> Path:
+    """Make room for a demo database at ``path`` and its event store in ``analytics/`` beside
+    it; returns that folder. An earlier demo there (the database file exists) is replaced, both
+    files and events; an event store beside a database that does not exist belongs to something
+    else and is never touched (:class:`RecommendError`)."""
+    from tuan.analytics import event_store
+
+    folder = path.parent / "analytics"
+    if path.exists():
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        event_store.reset(folder)
+    elif next(iter(folder.glob("events/**/*.parquet")), None) is not None:
+        raise RecommendError(
+            f"{folder} already holds an event store that is not a demo's kept at {path}: "
+            "keep the demo database in another folder"
+        )
+    return folder
 
 
 def evaluate_demo(
@@ -550,11 +587,16 @@ def evaluate_demo(
     end: datetime = DEMO_END,
     keep_database: Path | None = None,
     progress: Progress | None = None,
+    views: bool = True,
     **kwargs: Any,
 ) -> DatabaseEvaluation:
     """Build ``tuan demo``'s business (pinned to ``end``) in a temporary SQLite file and run
-    :func:`evaluate` on it (``keep_database``: build it there and leave it); ``kwargs`` go to
-    :func:`evaluate` (its ``seed`` is the bootstrap's, not the demo's)."""
+    :func:`evaluate` on it (``keep_database``: build it there and leave it, its event store in
+    ``analytics/`` beside it); ``kwargs`` go to :func:`evaluate` (its ``seed`` is the
+    bootstrap's, not the demo's). The demo's storefront events are moved from the inbox to the
+    event store, and its views are read (``views=False``: joins only) unless ``events`` names
+    another store."""
+    from tuan.analytics import event_store
     from tuan.bootstrap import build, create_schema
     from tuan.config import Settings
     from tuan.demo.simulate import run_demo
@@ -562,7 +604,9 @@ def evaluate_demo(
 
     with tempfile.TemporaryDirectory(prefix="tuan-recommend-") as tmp:
         path = keep_database or Path(tmp) / "demo.db"
-        container = build(Settings(database_url=f"sqlite:///{path}"), clock=FrozenClock(end))
+        folder = prepare_demo_location(path)
+        settings = Settings(database_url=f"sqlite:///{path}", analytics_dir=folder)
+        container = build(settings, clock=FrozenClock(end))
         try:
             create_schema(container.db)
             started = time.perf_counter()
@@ -575,6 +619,11 @@ def evaluate_demo(
                 progress=progress,
             )
             built_s = time.perf_counter() - started
+            event_store.export_due(
+                container.db, folder, container.clock(), force=True, max_batches=10_000
+            )
+            if kwargs.get("events") is None:
+                kwargs["events"] = folder if views and event_store_of(container.settings) else None
             with container.db.read() as conn:
                 result = evaluate(conn, progress=progress, **kwargs)
         finally:
@@ -587,4 +636,5 @@ def evaluate_demo(
         products=result.products,
         load_seconds=result.load_seconds,
         source=f"demo seed {demo_seed}, scale {demo_scale:g} (built in {built_s:.0f} s)",
+        events=result.events,
     )

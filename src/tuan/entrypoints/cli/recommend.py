@@ -166,9 +166,21 @@ def evaluate(
         float, typer.Option(min=0.05, max=10.0, help="Size of that demo (with --demo-seed).")
     ] = 1.0,
     keep_database: Annotated[
-        Path | None, typer.Option(help="Build the demo database here and keep it.")
+        Path | None,
+        typer.Option(
+            help="Build the demo database here and keep it, its event store in analytics/ "
+            "beside it (an earlier demo kept there is replaced)."
+        ),
     ] = None,
     events: Events = None,
+    views: Annotated[
+        bool,
+        typer.Option(
+            help="Read views from the event store: the demo's, or the one beside the database "
+            "(TUAN_ANALYTICS_DIR, or analytics/ beside a SQLite file) when it holds events. "
+            "--no-views: joins only."
+        ),
+    ] = True,
     view_weight: ViewWeight = 0.25,
     all_products: Annotated[
         bool,
@@ -182,18 +194,30 @@ def evaluate(
 ) -> None:
     """Offline test: tuned on a validation window, judged on the last --test-days of history.
 
-    Recall, precision and NDCG at k and catalogue coverage for item-kNN, popularity and random,
-    with a bootstrap interval for the recall difference (model − popularity).
+    Joins and, by default, views (see --views). Recall, precision and NDCG at k and catalogue
+    coverage for the model (item-kNN blended with popularity and category priors), popularity
+    and random, with a bootstrap interval for the recall difference (model − popularity).
     """
     from tuan.analytics.recommend import KNNConfig, RecommendError
     from tuan.analytics.recommend_store import evaluate as run_evaluation
-    from tuan.analytics.recommend_store import evaluate_demo
+    from tuan.analytics.recommend_store import (
+        evaluate_demo,
+        event_store_of,
+        prepare_demo_location,
+    )
 
     path = _events(events)
     if database_url is not None and demo_seed is not None:
         _fail("give either --database-url or --demo-seed, not both")
     if keep_database is not None and demo_seed is None:
         _fail("--keep-database needs --demo-seed")
+    if path is not None and not views:
+        _fail("give either --events or --no-views, not both")
+    if keep_database is not None:
+        try:
+            prepare_demo_location(keep_database)
+        except RecommendError as exc:
+            _fail(f"--keep-database {keep_database}: {exc}")
     options: dict[str, Any] = {
         "k": k,
         "test_days": test_days,
@@ -216,18 +240,18 @@ def evaluate(
         with _errors(path):
             try:
                 if demo_seed is not None:
-                    if keep_database is not None:
-                        for suffix in ("", "-wal", "-shm"):
-                            Path(str(keep_database) + suffix).unlink(missing_ok=True)
                     result = evaluate_demo(
                         demo_seed=demo_seed,
                         demo_scale=demo_scale,
                         keep_database=keep_database,
                         progress=progress,
+                        views=views,
                         **options,
                     )
                 else:
                     with _database(database_url) as (conn, _now, settings):
+                        if path is None and views:
+                            options["events"] = event_store_of(settings)
                         result = run_evaluation(conn, progress=progress, **options)
                         source = _safe_url(settings.database_url)
                     result = _with_source(result, source)
@@ -239,6 +263,7 @@ def evaluate(
                 "source": result.source,
                 "joins": result.joins,
                 "views": result.views,
+                "events": result.events,
                 "customers": result.customers,
                 "products": result.products,
                 "on_sale_only": not all_products,
@@ -248,6 +273,12 @@ def evaluate(
         )
         return
     _print_evaluation(result, all_products)
+
+
+ABLATION_NAMES = {
+    "knn_only": "item-kNN alone (tuned)",
+    "priors_only": "priors alone, no kNN (tuned)",
+}
 
 
 def _with_source(result: DatabaseEvaluation, source: str) -> DatabaseEvaluation:
@@ -273,6 +304,11 @@ def _print_evaluation(result: DatabaseEvaluation, all_products: bool) -> None:
         f"{result.customers:,} customers, {result.products:,} products; ranking {scope}."
     )
     console.print(
+        f"views from {escape(result.events)}"
+        if result.events
+        else "no views read (no event store, or --no-views): joins only"
+    )
+    console.print(
         f"test window {_iso(test.cut)} → {_iso(test.end)} (Asia/Shanghai): "
         f"{test.customers:,} customers active before and after, {test.relevant_items:,} new "
         f"products bought, {test.candidates} candidates."
@@ -283,11 +319,16 @@ def _print_evaluation(result: DatabaseEvaluation, all_products: bool) -> None:
     table.add_column("method")
     for col in (f"recall@{test.k}", f"precision@{test.k}", f"NDCG@{test.k}", "coverage"):
         table.add_column(col, justify="right")
-    names = {"item_knn": "item-kNN (tuned)", "popularity": "popularity", "random": "random"}
+    names = {"item_knn": "model (tuned)", "popularity": "popularity", "random": "random"}
     for name, m in test.methods.items():
         table.add_row(names[name], _f(m.recall), _f(m.precision), _f(m.ndcg), _f(m.coverage))
-    d = report.test_default.methods["item_knn"]
-    table.add_row("item-kNN (defaults)", _f(d.recall), _f(d.precision), _f(d.ndcg), _f(d.coverage))
+    parts = {
+        "model (defaults)": report.test_default,
+        **{ABLATION_NAMES[n]: ev for n, ev in report.ablations.items()},
+    }
+    for label, ev in parts.items():
+        d = ev.methods["item_knn"]
+        table.add_row(label, _f(d.recall), _f(d.precision), _f(d.ndcg), _f(d.coverage))
     console.print(table)
     lo, hi = test.recall_diff_ci
     verdict = (
@@ -306,8 +347,8 @@ def _print_evaluation(result: DatabaseEvaluation, all_products: bool) -> None:
         f"tuned on {report.tuning.customers} validation customers, "
         f"{len(report.tuning.results)} settings: {test.config.label()} "
         f"(validation recall {max(r[1] for r in report.tuning.results):.3f} vs popularity "
-        f"{report.tuning.popularity_recall:.3f}); {_f(share, 2)} of the shown slots had a kNN "
-        "score (the rest were filled by popularity)."
+        f"{report.tuning.popularity_recall:.3f}); {_f(share, 2)} of the shown slots had a "
+        "positive kNN score (the rest were ranked by the priors alone)."
     )
     console.print(
         f"load {result.load_seconds:.2f} s, tuning {report.tuning.seconds:.2f} s, fit "
