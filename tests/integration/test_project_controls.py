@@ -373,19 +373,22 @@ def test_goals_read_the_engine_and_retro_actions_become_tasks(eng: Engine) -> No
             metric="gmv_cents",
             target=300_00,
             starts_at=eng.now(),
-            deadline_at=eng.now() + timedelta(days=2),
+            deadline_at=eng.now() + timedelta(days=4),
             scope_kind="campaign",
             scope_id=camp,
             now=eng.now(),
         )
     )
     _fill_group(eng, camp, sku, 2)
+    eng.advance(hours=12)  # within the goal's first day: not judged yet
+    early = eng.read(lambda c: goals.list_goals(c, project, eng.now()))[0]
+    assert (early["status"], early["reason"]) == ("on_track", "too_early")
     eng.advance(hours=12)
     progress = eng.read(lambda c: goals.list_goals(c, project, eng.now()))[0]
     assert progress["id"] == goal["id"]
     assert progress["actual"] == 2 * 2990 and progress["source"] == "engine:orders"
     # 59.80 after a quarter of the time, the path says 75: behind; the run rate says
-    # 59.80/0.5 d × 1.5 d left + 59.80 = 239.20 < 270 (90 %): off track.
+    # 59.80/1 d × 3 d left + 59.80 = 239.20 < 270 (90 %): off track.
     assert progress["status"] == "off_track"
     assert progress["forecast"] == pytest.approx(2 * 2990 * 4)
 

@@ -48,6 +48,7 @@ __all__ = [
     "KpiDef",
     "KpiInputError",
     "KpiRow",
+    "RangeValue",
     "aov",
     "buyers",
     "cart_abandonment",
@@ -56,6 +57,7 @@ __all__ = [
     "formation_rate",
     "gmv",
     "gross_margin",
+    "kpi_over_range",
     "kpi_table",
     "local_midnight",
     "ltv",
@@ -66,6 +68,7 @@ __all__ = [
     "refund_rate",
     "repurchase_rate",
     "shift_period",
+    "slice_keys",
     "uv",
 ]
 
@@ -639,11 +642,19 @@ def _parts_sql(
 
 
 def _query(
-    kpis: Sequence[str], key: str, grain: str, clock: LocalTime, who: People = HASHED
+    kpis: Sequence[str],
+    key: str,
+    grain: str,
+    clock: LocalTime,
+    who: People = HASHED,
+    one_slice: bool = False,
 ) -> str:
     parts = {p for name in kpis for p in _NEEDS[name]}
     ctes = _parts_sql(parts, key, grain, clock, new_users="new_user_share" in kpis, who=who)
-    if key == NO_KEY:
+    if one_slice:
+        # One slice (``$key``; NULL with no breakdown) over every period of ``$periods``.
+        ctes.append("act AS (SELECT CAST($key AS VARCHAR) AS k, unnest($periods) AS period)")
+    elif key == NO_KEY:
         # The whole business: every period, with or without activity.
         ctes.append("act AS (SELECT CAST(NULL AS VARCHAR) AS k, unnest($periods) AS period)")
     else:
@@ -841,3 +852,168 @@ repurchase_rate = _one("repurchase_rate")
 churn = _one("churn")
 formation_rate = _one("formation_rate")
 ltv = _one("ltv")
+
+
+# ---------------------------------------------------------------------------------------------
+# One KPI over an exact range of instants, for one slice (project goals read them)
+
+# The two periods of a range query: every instant of ``[$lo, $hi)`` is in RANGE_PERIOD, every
+# earlier one (the window before, for churn) in the period before it. Any two consecutive days
+# would do: they are labels, never shown.
+RANGE_PERIOD = date(2000, 1, 2)
+
+
+@dataclass(frozen=True)
+class _RangeClock(LocalTime):
+    """A clock for :func:`_parts_sql` that puts instants before ``$lo`` in the period ``before``
+    and those from ``$lo`` on in ``whole`` (one period for the whole range) or, with ``whole``
+    None, in their local day (``offsets`` of the zone, as :class:`LocalTime`)."""
+
+    before: date = RANGE_PERIOD - timedelta(days=1)
+    whole: date | None = RANGE_PERIOD
+
+    def period(self, column: str, grain: str) -> str:
+        inside = f"DATE '{self.whole}'" if self.whole else super().period(column, "day")
+        return f"CASE WHEN {column} < $lo THEN DATE '{self.before}' ELSE {inside} END"
+
+
+@dataclass(frozen=True)
+class RangeValue:
+    """One KPI over ``[start, end)`` for one slice.
+
+    ``value`` is computed over the exact range (not from days); ``daily`` holds every local day
+    that overlaps the range, each computed over its part of the range (the first and last day
+    may be partial), oldest first; ``rows`` counts the rows of the KPI's source view (events,
+    or orders created or paid) in the range and slice: 0 means there is no data at all."""
+
+    kpi: str
+    value: float | int | None
+    daily: list[tuple[date, float | int | None]]
+    rows: int
+
+
+def _instant(value: datetime, name: str) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise KpiInputError(f"{name} must be a time-zone-aware datetime")
+    return value.astimezone(UTC)
+
+
+def kpi_over_range(
+    con: duckdb.DuckDBPyConnection,
+    kpi: str,
+    *,
+    start: datetime,
+    end: datetime,
+    by: str | None = None,
+    key: str | None = None,
+    tz: str = "Asia/Shanghai",
+    daily: bool = True,
+    cart_window: timedelta = timedelta(hours=24),
+) -> RangeValue:
+    """``kpi`` over the instants ``[start, end)``, for the slice ``key`` of the breakdown
+    ``by`` (``campaign``, ``community``, ``channel``, ``category``; with ``by`` None the whole
+    business), with its daily series when ``daily``.
+
+    The formulas are those of :func:`kpi_table`, the period being the range itself: a value is
+    what :func:`kpi_table` would give for a period that started at ``start`` and ended at
+    ``end`` (the slice computed as in its breakdown). Distinct counts (UV, buyers) are distinct
+    over the whole range, so the days do not add up to it. Churn compares the range with the
+    equally long window just before it (each day: with the 24 hours before it); LTV is the
+    historical LTV at ``end``."""
+    if kpi not in KPIS:
+        raise KpiInputError(f"unknown KPI {kpi!r} (expected one of {', '.join(KPIS)})")
+    lo, hi = _instant(start, "start"), _instant(end, "end")
+    if hi <= lo:
+        raise KpiInputError(f"end ({end}) must be after start ({start})")
+    zone = check_tz(tz)
+    column = dimension_column(by)
+    if by is None and key is not None:
+        raise KpiInputError("a slice key needs a breakdown (by)")
+    if cart_window < timedelta(0):
+        raise KpiInputError("cart_window must not be negative")
+    who = people(con) if set(_NEEDS[kpi]) & {"vis", "cart"} else HASHED
+    total = _range_run(
+        con, kpi, column, key, _RangeClock(((None, 0),)), lo, hi, lo - (hi - lo), cart_window, who
+    )
+    series: list[tuple[date, float | int | None]] = []
+    if daily:
+        first = lo.astimezone(zone).date()
+        last = (hi - timedelta(microseconds=1)).astimezone(zone).date()
+        days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        lo2 = lo - timedelta(days=1)
+        clock = _RangeClock(
+            local_time(zone, lo2, hi + cart_window).offsets, first - timedelta(days=1), None
+        )
+        got = dict(_range_run(con, kpi, column, key, clock, lo, hi, lo2, cart_window, who, days))
+        series = [(d, got.get(d)) for d in days]
+    value = total[0][1] if total else None
+    return RangeValue(kpi, value, series, _source_rows(con, kpi, by, key, lo, hi))
+
+
+def _range_run(
+    con: duckdb.DuckDBPyConnection,
+    kpi: str,
+    column: str,
+    key: str | None,
+    clock: _RangeClock,
+    lo: datetime,
+    hi: datetime,
+    lo2: datetime,
+    cart_window: timedelta,
+    who: People,
+    days: list[date] | None = None,
+) -> list[tuple[date, float | int | None]]:
+    periods = days if days is not None else [RANGE_PERIOD]
+    params: dict[str, Any] = {
+        "lo": lo,
+        "lo2": lo2,
+        "hi": hi,
+        "cart_window": cart_window,
+        "p_lo": clock.before,
+        "p_last": periods[-1],
+        "periods": periods,
+        "key": key,
+    }
+    sql = _query((kpi,), column, "day", clock, who, one_slice=True)
+    used = {name for name in params if re.search(rf"\${name}\b", sql)}
+    rows = run(con, sql, {k: v for k, v in params.items() if k in used})
+    integral = KPIS[kpi].unit == "count" or kpi == "gmv"
+    return [(row[0], _clean(row[2], integral)) for row in rows]
+
+
+def _source_rows(
+    con: duckdb.DuckDBPyConnection,
+    kpi: str,
+    by: str | None,
+    key: str | None,
+    lo: datetime,
+    hi: datetime,
+) -> int:
+    where = (
+        "" if by is None else f" AND CAST({DIMENSIONS[by]} AS VARCHAR) IS NOT DISTINCT FROM $key"
+    )
+    params: dict[str, Any] = {"lo": lo, "hi": hi}
+    if by is not None:
+        params["key"] = key
+    if KPIS[kpi].source == "events":
+        sql = f"SELECT count(*) FROM events WHERE occurred_at >= $lo AND occurred_at < $hi{where}"
+    else:
+        sql = (
+            "SELECT count(*) FROM order_facts WHERE ((created_at >= $lo AND created_at < $hi)"
+            f" OR (paid_at >= $lo AND paid_at < $hi)){where}"
+        )
+    return int(run(con, sql, params)[0][0])
+
+
+def slice_keys(con: duckdb.DuckDBPyConnection, by: str) -> list[str]:
+    """Every value of the breakdown ``by`` ever seen in ``events`` or ``order_facts``, sorted
+    (e.g. the attributed channels: ``direct``, ``wechat_group``, …)."""
+    column = DIMENSIONS.get(by)
+    if column is None:
+        raise KpiInputError(f"unknown breakdown {by!r} (expected one of {', '.join(DIMENSIONS)})")
+    sql = (
+        f"SELECT DISTINCT CAST({column} AS VARCHAR) FROM events WHERE {column} IS NOT NULL"
+        f" UNION SELECT DISTINCT CAST({column} AS VARCHAR) FROM order_facts"
+        f" WHERE {column} IS NOT NULL ORDER BY 1"
+    )
+    return [str(r[0]) for r in run(con, sql, {})]

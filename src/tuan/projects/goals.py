@@ -23,15 +23,30 @@ otherwise at risk; with no closed group yet the status is at risk (nothing to go
 The metric readers take the engine's own tables (source ``engine``): ``orders`` for GMV and
 order counts, ``buy_groups`` for the formation rate, for a scope (everything, a campaign or a
 community) and a time range; days are local days (Asia/Shanghai by default).
+
+*KPI metrics* (``kpi.<name>``, every KPI of :data:`tuan.analytics.kpis.KPIS`) are read from the
+analytics event store (source ``analytics:events`` or ``analytics:orders``) by
+:func:`tuan.analytics.kpis.kpi_over_range` over the exact range, for a scope that may also be
+an attributed channel. Additive KPIs (``kpi.gmv``, ``kpi.paid_orders``) are cumulative as
+above. Distinct counts (``kpi.uv``, ``kpi.buyers``) are cumulative too (distinct people since
+the start), their run rate being how much that count grew over the last
+:data:`RUN_RATE_DAYS` days. Ratios and averages are judged as the formation rate; for
+*lower-is-better* KPIs (refund rate, churn, cart abandonment) the target is a ceiling: on track
+when both values are ``≤ target``, off track when both are ``> target ÷ 90 %``. With no event
+store, or no row of the KPI's source in the range and scope, the goal is at risk (``no_data``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, insert, select
@@ -43,6 +58,9 @@ from tuan.projects.store import projects
 from tuan.projects.tracking_store import project_goals
 from tuan.shared.errors import NOT_FOUND, DomainError
 from tuan.shared.ids import new_id
+
+if TYPE_CHECKING:
+    import duckdb
 
 RUN_RATE_DAYS = 7
 MIN_JUDGE_DAYS = 1.0  # a cumulative goal is judged once this much of it has passed
@@ -60,19 +78,50 @@ STATUS_LABELS = {
 
 @dataclass(frozen=True)
 class MetricDef:
-    kind: str  # sum | rate
+    kind: str  # sum | distinct | rate
     unit: str  # cents | count | ratio
     zh: str
     en: str
+    source: str = "engine"  # engine | analytics
+    lower_is_better: bool = False  # the target is a ceiling (refund rate, churn, …)
 
 
-METRICS: dict[str, MetricDef] = {
+ENGINE_METRICS: dict[str, MetricDef] = {
     "gmv_cents": MetricDef("sum", "cents", "成交额(GMV)", "GMV"),
     "orders": MetricDef("sum", "count", "下单数", "Orders"),
     "paid_orders": MetricDef("sum", "count", "支付订单数", "Paid orders"),
     "formation_rate": MetricDef("rate", "ratio", "成团率", "Formation rate"),
 }
-SCOPES = ("all", "campaign", "community")
+KPI_PREFIX = "kpi."
+ADDITIVE_KPIS = frozenset({"gmv", "paid_orders"})
+DISTINCT_KPIS = frozenset({"uv", "buyers"})
+LOWER_IS_BETTER_KPIS = frozenset({"refund_rate", "churn", "cart_abandonment"})
+
+
+def _kpi_metrics() -> dict[str, MetricDef]:
+    from tuan.analytics.kpis import KPIS
+
+    out: dict[str, MetricDef] = {}
+    for name, d in KPIS.items():
+        kind = "sum" if name in ADDITIVE_KPIS else "distinct" if name in DISTINCT_KPIS else "rate"
+        out[KPI_PREFIX + name] = MetricDef(
+            kind,
+            d.unit,
+            f"{d.label_zh}(分析)",
+            f"{d.label_en} (analytics)",
+            "analytics",
+            name in LOWER_IS_BETTER_KPIS,
+        )
+    return out
+
+
+KPI_METRICS: dict[str, MetricDef] = _kpi_metrics()
+# Every metric a goal can take: the engine's, then every analytics KPI (``kpi.<name>``).
+METRICS: dict[str, MetricDef] = {**ENGINE_METRICS, **KPI_METRICS}
+SCOPES = ("all", "campaign", "community", "channel")
+ENGINE_SCOPES = ("all", "campaign", "community")
+SCOPE_DIMENSION = {"campaign": "campaign", "community": "community", "channel": "channel"}
+CHANNEL_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
 # -- pure rules --------------------------------------------------------------------------------
@@ -148,20 +197,40 @@ def assess_sum(
 
 
 def assess_rate(
-    *, target: float, actual: float | None, recent: float | None, deadline: datetime, now: datetime
+    *,
+    target: float,
+    actual: float | None,
+    recent: float | None,
+    deadline: datetime,
+    now: datetime,
+    lower_is_better: bool = False,
 ) -> Assessment:
-    """Status of a rate goal (see the module's docstring)."""
+    """Status of a rate goal (see the module's docstring). With ``lower_is_better`` the target
+    is a ceiling: values at or under it are good, over ``target ÷ SLACK`` far off."""
     if actual is None:
         return Assessment(AT_RISK, False, None, recent, "no_data")
     forecast = recent if recent is not None else actual
-    achieved = now >= deadline and _at_least(actual, target)
-    if _at_least(actual, target) and _at_least(forecast, target):
+
+    def good(v: float) -> bool:
+        return _at_least(target, v) if lower_is_better else _at_least(v, target)
+
+    def far(v: float) -> bool:
+        if lower_is_better:
+            return not _at_least(target / SLACK, v)
+        return not _at_least(v, SLACK * target)
+
+    achieved = now >= deadline and good(actual)
+    if good(actual) and good(forecast):
         return Assessment(ON_TRACK, achieved, None, forecast, "at_target")
     if now >= deadline:
         return Assessment(OFF_TRACK, False, None, forecast, "deadline_passed")
-    if not _at_least(actual, SLACK * target) and not _at_least(forecast, SLACK * target):
-        return Assessment(OFF_TRACK, False, None, forecast, "far_below")
-    return Assessment(AT_RISK, False, None, forecast, "below_target")
+    if far(actual) and far(forecast):
+        return Assessment(
+            OFF_TRACK, False, None, forecast, "far_above" if lower_is_better else "far_below"
+        )
+    return Assessment(
+        AT_RISK, False, None, forecast, "above_target" if lower_is_better else "below_target"
+    )
 
 
 # -- reading metrics from the engine -----------------------------------------------------------
@@ -175,6 +244,7 @@ class MetricReading:
     daily: list[tuple[date, float | None]]  # every local day of the range, oldest first
     numerator: int | None = None  # rates: formed groups
     denominator: int | None = None  # rates: closed groups (formed + failed)
+    rows: int | None = None  # KPI metrics: rows of the KPI's source in range and scope (0: none)
 
 
 def local_days(start: datetime, end: datetime, zone: str) -> list[date]:
@@ -211,10 +281,10 @@ def read_metric(
     Sources: GMV = paid amounts of orders paid in the range (``engine:orders``, gross of later
     refunds); orders = orders created; paid orders = orders paid; formation rate = groups
     formed ÷ groups closed (formed + failed) in the range (``engine:buy_groups``)."""
-    if metric not in METRICS:
-        raise DomainError(GOAL_INVALID, detail=f"metric must be one of {', '.join(METRICS)}")
-    if scope_kind not in SCOPES:
-        raise DomainError(GOAL_INVALID, detail=f"scope must be one of {', '.join(SCOPES)}")
+    if metric not in ENGINE_METRICS:
+        raise DomainError(GOAL_INVALID, detail=f"metric must be one of {', '.join(ENGINE_METRICS)}")
+    if scope_kind not in ENGINE_SCOPES:
+        raise DomainError(GOAL_INVALID, detail=f"scope must be one of {', '.join(ENGINE_SCOPES)}")
     tz = ZoneInfo(zone)
     days = local_days(start, end, zone) if end > start else []
     if metric == "formation_rate":
@@ -257,6 +327,89 @@ def read_metric(
     return MetricReading(metric, "engine:orders", total, [(d, per_day[d]) for d in days])
 
 
+# -- reading KPI metrics from the analytics event store -----------------------------------------
+
+
+@contextmanager
+def open_store(analytics_dir: Path | None) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """A DuckDB connection over the event store in ``analytics_dir``, or None when there is no
+    store (no folder given, the folder missing or unreadable): KPI goals then have no data."""
+    import duckdb
+
+    from tuan.analytics import event_store
+
+    con = None
+    if analytics_dir is not None and analytics_dir.is_dir():
+        try:
+            con = event_store.connect(analytics_dir)
+        except (duckdb.Error, OSError):
+            con = None
+    try:
+        yield con
+    finally:
+        if con is not None:
+            con.close()
+
+
+def known_channels(analytics_dir: Path | None) -> list[str]:
+    """The attributed channels the event store has seen (events or orders), sorted."""
+    import duckdb
+
+    from tuan.analytics.kpis import KpiInputError, slice_keys
+
+    with open_store(analytics_dir) as con:
+        if con is None:
+            return []
+        try:
+            return slice_keys(con, "channel")
+        except (duckdb.Error, KpiInputError):
+            return []
+
+
+def read_kpi(
+    con: duckdb.DuckDBPyConnection | None,
+    metric: str,
+    *,
+    start: datetime,
+    end: datetime,
+    scope_kind: str = "all",
+    scope_id: str | None = None,
+    zone: str = "Asia/Shanghai",
+    daily: bool = True,
+) -> MetricReading:
+    """A KPI metric (``kpi.<name>``) over ``[start, end)`` for a scope, from the event store
+    ``con`` (None: no store). A store that cannot answer (no views, broken files) reads as no
+    data (``rows`` 0), never as an error."""
+    import duckdb
+
+    from tuan.analytics.kpis import KPIS, KpiInputError, kpi_over_range
+
+    if metric not in KPI_METRICS:
+        raise DomainError(GOAL_INVALID, detail=f"{metric} is not a KPI metric")
+    name = metric.removeprefix(KPI_PREFIX)
+    source = f"analytics:{KPIS[name].source}"
+    empty = MetricReading(metric, source, None, [], rows=0)
+    if con is None or end <= start:
+        return empty
+    by = SCOPE_DIMENSION.get(scope_kind)
+    try:
+        got = kpi_over_range(
+            con,
+            name,
+            start=start,
+            end=end,
+            by=by,
+            key=scope_id if by else None,
+            tz=zone,
+            daily=daily,
+        )
+    except (duckdb.Error, KpiInputError):
+        return empty
+    daily_values = [(d, None if v is None else float(v)) for d, v in got.daily]
+    value = None if got.value is None else float(got.value)
+    return MetricReading(metric, source, value, daily_values, rows=got.rows)
+
+
 # -- goals: use cases ----------------------------------------------------------------------------
 
 
@@ -267,10 +420,14 @@ def _project(conn: Connection, project_id: str) -> dict[str, Any]:
     return dict(row._mapping)
 
 
-def _check_goal(conn: Connection, values: dict[str, Any]) -> None:
+def _check_goal(conn: Connection, values: dict[str, Any], analytics_dir: Path | None) -> None:
     metric = values["metric"]
     if metric not in METRICS:
-        raise DomainError(GOAL_INVALID, detail=f"metric must be one of {', '.join(METRICS)}")
+        raise DomainError(
+            GOAL_INVALID,
+            detail=f"metric must be one of {', '.join(ENGINE_METRICS)} or an analytics KPI"
+            f" ({', '.join(KPI_METRICS)})",
+        )
     target = values["target"]
     if isinstance(target, bool) or not isinstance(target, int | float) or not math.isfinite(target):
         raise DomainError(GOAL_INVALID, detail="target must be a number")
@@ -288,19 +445,42 @@ def _check_goal(conn: Connection, values: dict[str, Any]) -> None:
         raise DomainError(GOAL_INVALID, detail="the deadline must come after the start")
     kind, ident = values["scope_kind"], values["scope_id"]
     if kind not in SCOPES:
-        raise DomainError(
-            GOAL_INVALID,
-            detail=f"scope must be one of {', '.join(SCOPES)} (channel scopes need the analytics"
-            " store's attribution, not yet available)",
-        )
+        raise DomainError(GOAL_INVALID, detail=f"scope must be one of {', '.join(SCOPES)}")
     if kind == "all" and ident:
         raise DomainError(GOAL_INVALID, detail="scope 'all' takes no scope_id")
+    if kind == "channel":
+        if METRICS[metric].source == "engine":
+            raise DomainError(
+                GOAL_INVALID,
+                detail="the engine's metrics have no channel: for a channel scope use an"
+                " analytics KPI metric (kpi.gmv, kpi.paid_orders, kpi.conversion_rate, …)",
+            )
+        _check_channel(ident, analytics_dir)
     if kind in ("campaign", "community"):
         from tuan.communities.store import communities
 
         table = campaigns if kind == "campaign" else communities
         if not ident or conn.execute(select(table.c.id).where(table.c.id == ident)).first() is None:
             raise DomainError(NOT_FOUND, kind=kind, id=ident or "")
+
+
+def _check_channel(ident: str | None, analytics_dir: Path | None) -> None:
+    """A channel scope names an attributed channel the event store has seen: a goal on a
+    channel nobody ever came from (a typo, ``wechat-group`` for ``wechat_group``) could never
+    be measured, so it is refused rather than left at "no data" for ever."""
+    if not ident or not CHANNEL_CODE.match(ident):
+        raise DomainError(
+            GOAL_INVALID,
+            detail="a channel scope needs the channel code of the events (letters, digits, _ . -;"
+            " e.g. wechat_group)",
+        )
+    seen = known_channels(analytics_dir)
+    if ident not in seen:
+        raise DomainError(
+            GOAL_INVALID,
+            detail=f"the channel {ident!r} has never been seen in the analytics store"
+            f" ({'seen: ' + ', '.join(seen) if seen else 'no channel seen yet'})",
+        )
 
 
 def create_goal(
@@ -316,7 +496,9 @@ def create_goal(
     scope_id: str | None = None,
     now: datetime,
     created_by: str | None = None,
+    analytics_dir: Path | None = None,
 ) -> dict[str, Any]:
+    """Add a goal; ``analytics_dir`` (the event store) is read to check a channel scope."""
     _project(conn, project_id)
     name = name.strip()
     if not name or len(name) > 160:
@@ -334,7 +516,7 @@ def create_goal(
         "created_by": created_by,
         "created_at": now,
     }
-    _check_goal(conn, values)
+    _check_goal(conn, values, analytics_dir)
     values["target"] = float(target)
     conn.execute(insert(project_goals).values(**values))
     return get_goal(conn, str(values["id"]))
@@ -356,37 +538,76 @@ def delete_goal(conn: Connection, project_id: str, goal_id: str) -> dict[str, An
 
 
 def goal_progress(
-    conn: Connection, goal: dict[str, Any], now: datetime, zone: str = "Asia/Shanghai"
+    conn: Connection,
+    goal: dict[str, Any],
+    now: datetime,
+    zone: str = "Asia/Shanghai",
+    analytics_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """A goal with its actual, trend (daily series), forecast to the deadline and status."""
+    """A goal with its actual, trend (daily series), forecast to the deadline and status.
+    ``analytics_dir`` is the event store KPI metrics are read from (None: no data)."""
+    if METRICS.get(str(goal["metric"]), ENGINE_METRICS["orders"]).source == "analytics":
+        with open_store(analytics_dir) as con:
+            return _progress(conn, goal, now, zone, con)
+    return _progress(conn, goal, now, zone, None)
+
+
+def _progress(
+    conn: Connection,
+    goal: dict[str, Any],
+    now: datetime,
+    zone: str,
+    store: duckdb.DuckDBPyConnection | None,
+) -> dict[str, Any]:
     start, deadline = goal["starts_at"], goal["deadline_at"]
     end = min(max(now, start), deadline)
     metric = str(goal["metric"])
+    spec = METRICS[metric]
     scope = {"scope_kind": goal["scope_kind"], "scope_id": goal["scope_id"], "zone": zone}
-    reading = read_metric(conn, metric, start=start, end=end, **scope)
     begin, days = recent_window(start, end)
-    recent = read_metric(conn, metric, start=begin, end=end, **scope)
+    if spec.source == "analytics":
+        reading = read_kpi(store, metric, start=start, end=end, **scope)
+        if spec.kind == "distinct":  # growth of the distinct count over the recent window
+            before = read_kpi(store, metric, start=start, end=begin, daily=False, **scope)
+            recent_value: float | None = float(reading.value or 0) - float(before.value or 0)
+        else:
+            recent_value = read_kpi(store, metric, start=begin, end=end, daily=False, **scope).value
+    else:
+        reading = read_metric(conn, metric, start=start, end=end, **scope)
+        recent_value = read_metric(conn, metric, start=begin, end=end, **scope).value
     target = float(goal["target"])
     value = reading.value
-    if METRICS[metric].kind == "sum":
-        value = float(value or 0)
-        assessment = assess_sum(
-            target=target,
-            actual=value,
-            start=start,
-            deadline=deadline,
-            now=now,
-            recent_total=float(recent.value or 0),
-            recent_days=days,
-        )
+    no_data = reading.rows == 0 and now > start
+    if spec.kind in ("sum", "distinct"):
+        value = None if no_data else float(value or 0)
+        if no_data:
+            assessment = Assessment(AT_RISK, False, None, None, "no_data")
+        else:
+            assessment = assess_sum(
+                target=target,
+                actual=float(value or 0),
+                start=start,
+                deadline=deadline,
+                now=now,
+                recent_total=float(recent_value or 0),
+                recent_days=days,
+            )
     else:
         assessment = assess_rate(
-            target=target, actual=value, recent=recent.value, deadline=deadline, now=now
+            target=target,
+            actual=None if no_data else value,
+            recent=recent_value,
+            deadline=deadline,
+            now=now,
+            lower_is_better=spec.lower_is_better,
         )
+    if no_data:
+        value = None
     return {
         **goal,
-        "unit": METRICS[metric].unit,
+        "unit": spec.unit,
         "source": reading.source,
+        "lower_is_better": spec.lower_is_better,
         "actual": value,
         "expected": assessment.expected,
         "forecast": assessment.forecast,
@@ -398,12 +619,22 @@ def goal_progress(
 
 
 def list_goals(
-    conn: Connection, project_id: str, now: datetime, zone: str = "Asia/Shanghai"
+    conn: Connection,
+    project_id: str,
+    now: datetime,
+    zone: str = "Asia/Shanghai",
+    analytics_dir: Path | None = None,
 ) -> list[dict[str, Any]]:
     _project(conn, project_id)
-    rows = conn.execute(
-        select(project_goals)
-        .where(project_goals.c.project_id == project_id)
-        .order_by(project_goals.c.deadline_at, project_goals.c.id)
-    )
-    return [goal_progress(conn, dict(r._mapping), now, zone) for r in rows]
+    rows = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(project_goals)
+            .where(project_goals.c.project_id == project_id)
+            .order_by(project_goals.c.deadline_at, project_goals.c.id)
+        )
+    ]
+    if not any(str(g["metric"]) in KPI_METRICS for g in rows):
+        return [_progress(conn, g, now, zone, None) for g in rows]
+    with open_store(analytics_dir) as store:
+        return [_progress(conn, g, now, zone, store) for g in rows]

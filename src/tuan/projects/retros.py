@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -50,8 +51,10 @@ def kpi_snapshot(
     campaign_id: str | None,
     now: datetime,
     zone: str = "Asia/Shanghai",
+    analytics_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """The campaign's KPIs and the project's goals (status at ``now``) that concern it."""
+    """The campaign's KPIs and the project's goals (status at ``now``) that concern it; KPI
+    goals are read from the event store in ``analytics_dir``."""
     snapshot: dict[str, Any] = {"taken_at": now.isoformat(), "campaign": None, "goals": []}
     if campaign_id is not None:
         stats = groupbuy.campaign_stats(conn, campaign_id)
@@ -72,7 +75,7 @@ def kpi_snapshot(
         other_campaign = goal["scope_kind"] == "campaign" and goal["scope_id"] != campaign_id
         if campaign_id is not None and other_campaign:
             continue
-        progress = goals.goal_progress(conn, goal, now, zone)
+        progress = goals.goal_progress(conn, goal, now, zone, analytics_dir)
         snapshot["goals"].append(
             {
                 "goal_id": goal["id"],
@@ -100,6 +103,7 @@ def create_retro(
     now: datetime,
     created_by: str | None = None,
     zone: str = "Asia/Shanghai",
+    analytics_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Hold a retrospective; each action (``text``, ``owner_id``, ``due_on``) becomes a task."""
     _project(conn, project_id)
@@ -125,7 +129,7 @@ def create_retro(
             project_id=project_id,
             campaign_id=campaign_id,
             title=title,
-            kpi_snapshot=kpi_snapshot(conn, project_id, campaign_id, now, zone),
+            kpi_snapshot=kpi_snapshot(conn, project_id, campaign_id, now, zone, analytics_dir),
             created_by=created_by,
             created_at=now,
         )

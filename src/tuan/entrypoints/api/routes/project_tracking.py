@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import Connection
 
 from tuan.accounts.permissions import Perm
+from tuan.analytics import event_store
 from tuan.entrypoints.api.deps import ContainerDep, Principal, allow, audited
 from tuan.entrypoints.api.schemas.project_tracking import (
     ActionIn,
@@ -58,11 +59,21 @@ P = "/projects/{project_id}"
 def list_goals(project_id: str, c: ContainerDep, who: View) -> Any:
     """Goals with actual, trend, forecast to the deadline and status."""
     with c.db.read() as conn:
-        return goals.list_goals(conn, project_id, c.clock(), c.settings.timezone)
+        return goals.list_goals(
+            conn,
+            project_id,
+            c.clock(),
+            c.settings.timezone,
+            event_store.analytics_dir_for(c.settings),
+        )
 
 
 @router.post(P + "/goals", status_code=201, response_model=GoalOut)
 async def create_goal(project_id: str, body: GoalIn, c: ContainerDep, who: Edit) -> Any:
+    """A goal on an engine metric or an analytics KPI (``kpi.<name>``); a channel scope takes a
+    KPI metric and a channel the event store has seen."""
+    store = event_store.analytics_dir_for(c.settings)
+
     def run(conn: Connection) -> dict[str, Any]:
         made = goals.create_goal(
             conn,
@@ -70,8 +81,9 @@ async def create_goal(project_id: str, body: GoalIn, c: ContainerDep, who: Edit)
             **body.model_dump(),
             now=c.clock(),
             created_by=who.token_id,
+            analytics_dir=store,
         )
-        return goals.goal_progress(conn, made, c.clock(), c.settings.timezone)
+        return goals.goal_progress(conn, made, c.clock(), c.settings.timezone, store)
 
     return await c.db.write_async(audited(who, c, "goal.create", "goal", run))
 
@@ -386,6 +398,7 @@ async def create_retro(project_id: str, body: RetroIn, c: ContainerDep, who: Edi
                 now=c.clock(),
                 created_by=who.token_id,
                 zone=c.settings.timezone,
+                analytics_dir=event_store.analytics_dir_for(c.settings),
             ),
         )
     )

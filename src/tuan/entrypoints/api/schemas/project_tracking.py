@@ -17,17 +17,50 @@ Level = Annotated[StrictInt, Field(ge=1, le=5)]
 # -- goals -------------------------------------------------------------------------------------
 
 
+GoalMetric = Literal[
+    "gmv_cents",
+    "orders",
+    "paid_orders",
+    "formation_rate",
+    "kpi.uv",
+    "kpi.new_user_share",
+    "kpi.conversion_rate",
+    "kpi.cart_abandonment",
+    "kpi.paid_orders",
+    "kpi.gmv",
+    "kpi.aov",
+    "kpi.refund_rate",
+    "kpi.gross_margin",
+    "kpi.buyers",
+    "kpi.repurchase_rate",
+    "kpi.churn",
+    "kpi.formation_rate",
+    "kpi.ltv",
+]
+
+
 class GoalIn(In):
     name: Annotated[str, Field(min_length=1, max_length=160)]
-    metric: Literal["gmv_cents", "orders", "paid_orders", "formation_rate"]
+    metric: GoalMetric = Field(
+        description="An engine metric, or an analytics KPI as kpi.<name> (docs/kpis.md)."
+    )
     target: Annotated[
         StrictInt | StrictFloat,
-        Field(gt=0, le=10**11, description="Cents for GMV, a count, or a rate 0–1."),
+        Field(
+            gt=0,
+            le=10**11,
+            description="Cents for GMV, AOV and LTV, a count, or a rate 0–1 (a ceiling for"
+            " the refund rate, churn and cart abandonment).",
+        ),
     ]
     starts_at: datetime
     deadline_at: datetime
-    scope_kind: Literal["all", "campaign", "community"] = "all"
-    scope_id: Id | None = None
+    scope_kind: Literal["all", "campaign", "community", "channel"] = Field(
+        "all", description="channel: the attributed channel (KPI metrics only)."
+    )
+    scope_id: Id | None = Field(
+        None, description="The campaign, community or channel code (e.g. wechat_group)."
+    )
 
 
 class GoalOut(Out):
@@ -42,7 +75,10 @@ class GoalOut(Out):
     scope_id: str | None
     created_at: datetime
     unit: str | None = None
-    source: str | None = Field(None, description="Where the actual comes from, e.g. engine:orders")
+    source: str | None = Field(
+        None, description="Where the actual comes from: engine:orders, analytics:events, …"
+    )
+    lower_is_better: bool | None = Field(None, description="The target is a ceiling.")
     actual: float | None = None
     expected: float | None = Field(None, description="Where the linear path to target is now.")
     forecast: float | None = Field(None, description="The value expected at the deadline.")

@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 
 from tuan.accounts import service as accounts
 from tuan.accounts.permissions import Perm
+from tuan.analytics import event_store
 from tuan.entrypoints.console import web
 from tuan.entrypoints.console.web import ConsoleUser, Need
 from tuan.projects import budget, goals, people, retros, risks
@@ -37,6 +38,7 @@ SCOPES: dict[str, tuple[str, str]] = {
     "all": ("全部", "Everything"),
     "campaign": ("单个活动", "One campaign"),
     "community": ("单个小区", "One community"),
+    "channel": ("单个渠道(仅分析指标)", "One channel (analytics KPIs only)"),
 }
 ENGINE_SOURCES: dict[str, tuple[str, str]] = {
     "refund": ("售后退款", "After-sales refunds"),
@@ -205,9 +207,11 @@ def _goal_text(value: float | None, unit: str) -> str:
 
 
 def _goal_chart(goal: Mapping[str, Any], user: ConsoleUser, zone: ZoneInfo) -> str:
-    """Actual (cumulative for sums) against the target, the linear path and the forecast."""
+    """Actual (cumulative for sums) against the target, the linear path and the forecast.
+    Distinct counts (UV, buyers) show their daily values: days do not add up to the total."""
     unit = str(goal["unit"])
-    cumulative = goals.METRICS[str(goal["metric"])].kind == "sum"
+    kind = goals.METRICS[str(goal["metric"])].kind
+    cumulative = kind == "sum"
     actual: list[list[Any]] = []
     running = 0.0
     for point in goal["trend"]:
@@ -219,21 +223,21 @@ def _goal_chart(goal: Mapping[str, Any], user: ConsoleUser, zone: ZoneInfo) -> s
     start_day = goal["starts_at"].astimezone(zone).date().isoformat()
     end_day = (goal["deadline_at"] - timedelta(microseconds=1)).astimezone(zone).date().isoformat()
     target = _goal_value(float(goal["target"]), unit)
-    series: list[dict[str, Any]] = [
-        {
-            "name": user.t("实际", "Actual"),
-            "type": "line",
-            "data": actual,
-            "showSymbol": len(actual) < 40,
-            "itemStyle": {"color": "#1d4ed8"},
-            "markLine": {
-                "symbol": "none",
-                "label": {"formatter": user.t("目标", "Target")},
-                "lineStyle": {"color": "#166534", "type": "solid"},
-                "data": [{"yAxis": target}],
-            },
+    line: dict[str, Any] = {
+        "name": user.t("实际", "Actual") if kind != "distinct" else user.t("每日", "Daily"),
+        "type": "line",
+        "data": actual,
+        "showSymbol": len(actual) < 40,
+        "itemStyle": {"color": "#1d4ed8"},
+    }
+    if kind != "distinct":
+        line["markLine"] = {
+            "symbol": "none",
+            "label": {"formatter": user.t("目标", "Target")},
+            "lineStyle": {"color": "#166534", "type": "solid"},
+            "data": [{"yAxis": target}],
         }
-    ]
+    series: list[dict[str, Any]] = [line]
     if cumulative:
         series.append(
             {
@@ -245,7 +249,7 @@ def _goal_chart(goal: Mapping[str, Any], user: ConsoleUser, zone: ZoneInfo) -> s
                 "itemStyle": {"color": "#6b7280"},
             }
         )
-    if goal["forecast"] is not None and actual:
+    if goal["forecast"] is not None and actual and kind != "distinct":
         series.append(
             {
                 "name": user.t("预测", "Forecast"),
@@ -295,9 +299,10 @@ def _goals_page(
 ) -> Response:
     c = web.container_of(request)
     zone = _zone(request)
+    store = event_store.analytics_dir_for(c.settings)
     with c.db.read() as conn:
         project = projects.get_project(conn, project_id)
-        items = goals.list_goals(conn, project_id, c.clock(), c.settings.timezone)
+        items = goals.list_goals(conn, project_id, c.clock(), c.settings.timezone, store)
     for g in items:
         g["chart"] = _goal_chart(g, user, zone)
         g["form"] = _goal_form(g, zone)
@@ -319,6 +324,7 @@ def _goals_page(
         metrics={k: (m.zh, m.en) for k, m in goals.METRICS.items()},
         statuses=goals.STATUS_LABELS,
         scopes=SCOPES,
+        channels=goals.known_channels(store),
         form=form if form is not None and not editing else default_form,
         edit_form=form if editing else None,
         editing=editing,
@@ -410,7 +416,12 @@ def create_goal(
             "goal.create",
             "goal",
             lambda conn: goals.create_goal(
-                conn, project_id, **values, now=c.clock(), created_by=user.id
+                conn,
+                project_id,
+                **values,
+                now=c.clock(),
+                created_by=user.id,
+                analytics_dir=event_store.analytics_dir_for(c.settings),
             ),
         )
     except DomainError as exc:
@@ -463,6 +474,7 @@ def edit_goal(
             **values,
             now=c.clock(),
             created_by=old["created_by"] or user.id,
+            analytics_dir=event_store.analytics_dir_for(c.settings),
         )
 
     try:
@@ -1489,6 +1501,7 @@ def create_retro(
                 now=c.clock(),
                 created_by=user.id,
                 zone=c.settings.timezone,
+                analytics_dir=event_store.analytics_dir_for(c.settings),
             ),
         )
     except DomainError as exc:
