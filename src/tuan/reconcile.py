@@ -30,7 +30,7 @@ class CheckResult:
         return not self.violations
 
 
-_LIVE = "('pending_payment', 'paid', 'confirmed', 'completed')"
+_LIVE = "('pending_payment', 'paid', 'awaiting_balance', 'confirmed', 'completed')"
 
 CHECKS: tuple[Check, ...] = (
     Check(
@@ -111,8 +111,8 @@ CHECKS: tuple[Check, ...] = (
         SELECT g.id AS group_id, g.group_size, g.virtual_members, COALESCE(o.n, 0) AS paid
         FROM buy_groups g
         LEFT JOIN (SELECT group_id, COUNT(*) AS n FROM orders
-                   WHERE status IN ('paid', 'confirmed', 'completed')
-                      OR (status = 'refunded' AND confirmed_at IS NOT NULL)
+                   WHERE status IN ('paid', 'awaiting_balance', 'confirmed', 'completed')
+                      OR final_amount_cents IS NOT NULL
                    GROUP BY group_id) o ON o.group_id = g.id
         WHERE g.status IN ('formed', 'settled')
           AND COALESCE(o.n, 0) + g.virtual_members < g.group_size
@@ -132,15 +132,18 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "paid_orders_have_payment",
-        "Every paid order has one succeeded payment of its amount",
-        "每个已支付订单都有一笔金额相符的成功支付",
+        "Every paid order has its succeeded payment of its amount (a presale order whose balance"
+        " is paid: two, deposit and balance)",
+        "每个已支付订单都有金额相符的成功支付(已付尾款的预售订单:定金与尾款两笔)",
         """
         SELECT o.id AS order_id, o.paid_cents, COALESCE(p.amount, 0) AS payments
         FROM orders o
         LEFT JOIN (SELECT order_id, SUM(amount_cents) AS amount, COUNT(*) AS n FROM payments
                    WHERE status = 'succeeded' AND late = FALSE GROUP BY order_id) p
                ON p.order_id = o.id
-        WHERE (o.paid_at IS NOT NULL AND (p.n IS NULL OR p.n <> 1 OR p.amount <> o.paid_cents))
+        WHERE (o.paid_at IS NOT NULL AND (p.n IS NULL OR p.amount <> o.paid_cents
+               OR p.n <> CASE WHEN o.deposit_cents IS NOT NULL AND o.confirmed_at IS NOT NULL
+                              THEN 2 ELSE 1 END))
            OR (o.paid_at IS NULL AND p.n IS NOT NULL)
         """,
     ),
@@ -223,6 +226,97 @@ CHECKS: tuple[Check, ...] = (
         """,
     ),
 )
+
+
+# Presale (ADR 0009): the deposit, the balance, the stock they hold, and a missed balance.
+PRESALE_CHECKS: tuple[Check, ...] = (
+    Check(
+        "presale_paid_in_full",
+        "Every presale order whose balance is paid has one paid deposit and one paid balance"
+        " summing to its final amount",
+        "每笔已付尾款的预售订单都有一笔已付定金和一笔已付尾款,合计等于其最终金额",
+        """
+        SELECT o.id AS order_id, o.final_amount_cents, o.paid_cents,
+               COALESCE(d.amount, 0) AS deposit, COALESCE(b.amount, 0) AS balance
+        FROM orders o
+        LEFT JOIN (SELECT order_id, SUM(amount_cents) AS amount, COUNT(*) AS n FROM payments
+                   WHERE status = 'succeeded' AND late = FALSE AND purpose = 'deposit'
+                   GROUP BY order_id) d ON d.order_id = o.id
+        LEFT JOIN (SELECT order_id, SUM(amount_cents) AS amount, COUNT(*) AS n FROM payments
+                   WHERE status = 'succeeded' AND late = FALSE AND purpose = 'balance'
+                   GROUP BY order_id) b ON b.order_id = o.id
+        WHERE o.deposit_cents IS NOT NULL AND o.confirmed_at IS NOT NULL
+          AND (d.n IS NULL OR d.n <> 1 OR b.n IS NULL OR b.n <> 1
+               OR d.amount <> o.deposit_cents OR b.amount <> o.balance_cents
+               OR d.amount + b.amount <> o.final_amount_cents
+               OR o.paid_cents <> o.final_amount_cents)
+        """,
+    ),
+    Check(
+        "presale_balance_due",
+        "Every presale order awaiting its balance holds its stock, paid its deposit, and owes"
+        " its final amount less the deposit",
+        "每笔待付尾款的预售订单都保留库存、已付定金,尾款等于最终金额减定金",
+        """
+        SELECT o.id AS order_id, o.stock_state, o.paid_cents, o.deposit_cents,
+               o.final_amount_cents, o.balance_cents
+        FROM orders o
+        WHERE o.status = 'awaiting_balance'
+          AND (o.deposit_cents IS NULL OR o.stock_state <> 'reserved'
+               OR o.paid_cents <> o.deposit_cents OR o.balance_cents IS NULL
+               OR o.balance_cents < 0
+               OR o.balance_cents <> o.final_amount_cents - o.paid_cents
+               OR o.balance_due_at IS NULL OR o.balance_opens_at IS NULL)
+        """,
+    ),
+    Check(
+        "presale_stock_sold_only_when_paid",
+        "No presale order's stock is sold before its balance is paid",
+        "预售订单在尾款付清前不出库",
+        """
+        SELECT o.id AS order_id, o.status, o.stock_state
+        FROM orders o
+        WHERE o.deposit_cents IS NOT NULL AND o.stock_state = 'sold' AND o.confirmed_at IS NULL
+        """,
+    ),
+    Check(
+        "presale_missed_balance_deposit",
+        "Every presale order cancelled for a missed balance had its deposit refunded in full"
+        " exactly once, or forfeited to revenue under a forfeit policy — never both, never kept"
+        " silently",
+        "每笔因未付尾款而取消的预售订单,定金已全额退还且仅一次,或按定金不退规则计入收入",
+        """
+        SELECT o.id AS order_id, o.paid_cents, c.presale_unpaid_balance AS policy,
+               COALESCE(r.amount, 0) AS refunded, COALESCE(r.n, 0) AS refunds,
+               COALESCE(f.amount, 0) AS forfeited
+        FROM orders o
+        JOIN campaigns c ON c.id = o.campaign_id
+        LEFT JOIN (SELECT order_id, SUM(amount_cents) AS amount, COUNT(*) AS n FROM refunds
+                   WHERE reason = 'deposit_refund' GROUP BY order_id) r ON r.order_id = o.id
+        LEFT JOIN (SELECT order_id, SUM(-amount_cents) AS amount FROM ledger_entries
+                   WHERE kind = 'forfeit' AND account = 'revenue'
+                   GROUP BY order_id) f ON f.order_id = o.id
+        WHERE o.cancel_reason = 'balance_missed'
+          AND NOT (
+               (COALESCE(r.n, 0) = 1 AND r.amount = o.paid_cents AND COALESCE(f.amount, 0) = 0)
+            OR (c.presale_unpaid_balance = 'forfeit' AND COALESCE(r.n, 0) = 0
+                AND f.amount = o.paid_cents))
+        """,
+    ),
+    Check(
+        "forfeits_only_of_missed_balances",
+        "Deposits are forfeited only for presale orders that missed their balance",
+        "只有未付尾款的预售订单才会不退定金",
+        """
+        SELECT l.order_id, SUM(l.amount_cents) AS amount
+        FROM ledger_entries l LEFT JOIN orders o ON o.id = l.order_id
+        WHERE l.kind = 'forfeit'
+        GROUP BY l.order_id, o.cancel_reason
+        HAVING o.cancel_reason IS NULL OR o.cancel_reason <> 'balance_missed'
+        """,
+    ),
+)
+CHECKS = CHECKS + PRESALE_CHECKS
 
 
 def run_checks(conn: Connection, limit: int = 20) -> list[CheckResult]:

@@ -42,6 +42,8 @@ ROUTE_PERMS: dict[tuple[str, str], tuple[Perm, ...] | None] = {
     ("GET", "/api/v1/orders/{order_id}"): (P.ORDERS_VIEW, P.SHOP),
     ("POST", "/api/v1/orders/{order_id}/cancel"): (P.ACT_FOR_CUSTOMER, P.SHOP),
     ("POST", "/api/v1/orders/{order_id}/payments"): (P.ACT_FOR_CUSTOMER, P.SHOP),
+    ("GET", "/api/v1/orders/{order_id}/presale"): (P.ORDERS_VIEW, P.SHOP),
+    ("POST", "/api/v1/orders/{order_id}/balance-payments"): (P.ACT_FOR_CUSTOMER, P.SHOP),
     ("GET", "/api/v1/payments/{payment_id}"): (P.ORDERS_VIEW, P.SHOP),
     ("POST", "/api/v1/orders/{order_id}/refunds"): (P.REFUNDS_CREATE,),
     ("GET", "/api/v1/orders/{order_id}/refunds"): (P.ORDERS_VIEW, P.SHOP),

@@ -1,10 +1,12 @@
 """A Hypothesis state machine drives the whole engine on SQLite with a FrozenClock.
 
 Customers open and join groups, pay, get declined, pay twice, pay too late; the clock moves;
-payment and group deadlines expire; operators refund after sale and refunds are sent. A refusal
-(DomainError) is an allowed outcome but must change nothing. After every step every reconcile
-check must pass and the model-side invariants below must hold; at the end everything still
-open is driven to its end and the books must close to the cent.
+payment and group deadlines expire; operators refund after sale and refunds are sent. A third
+campaign is a presale (ADR 0009): deposits at join, the balance window opens, balances are paid
+(declined, duplicated, late), the window closes and the sweep refunds or forfeits deposits.
+A refusal (DomainError) is an allowed outcome but must change nothing. After every step every
+reconcile check must pass and the model-side invariants below must hold; at the end everything
+still open is driven to its end and the books must close to the cent.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class GroupBuyMachine(RuleBasedStateMachine):
         self.fruit = eng.add_sku(stock=12, warning=2)
         self.eggs = eng.add_sku(stock=30, warning=5)
         self.milk = eng.add_sku(stock=6)
+        self.tea = eng.add_sku(stock=10)  # sold only by the presale campaign 2
+        self.window: tuple[Any, Any] = (eng.now(), eng.now())
         self.campaigns: list[tuple[str, list[str]]] = []
         self.groups: list[dict[str, Any]] = []
         self.orders: list[str] = []
@@ -182,6 +186,8 @@ class GroupBuyMachine(RuleBasedStateMachine):
         virtual_within=st.sampled_from([None, 1]),
         who=customer_ix,
         qty=quantity,
+        policy=st.sampled_from(["refund", "forfeit"]),
+        opens_h=st.sampled_from([0, 6, 30]),
     )
     def campaigns_and_a_first_group_in_each(
         self,
@@ -190,6 +196,8 @@ class GroupBuyMachine(RuleBasedStateMachine):
         virtual_within: int | None,
         who: int,
         qty: int,
+        policy: str,
+        opens_h: int,
     ) -> None:
         eng = self.eng
         # Campaign 0: tiers by members, a leader discount, perhaps a maximum above N, a cap
@@ -220,11 +228,30 @@ class GroupBuyMachine(RuleBasedStateMachine):
             group_ttl=timedelta(hours=3),
             payment_timeout=timedelta(minutes=20),
         )
-        self.campaigns = [(c0, [self.fruit]), (c1, [self.eggs, self.milk])]
+        # Campaign 2: a presale (deposit 5 yuan per unit), perhaps a maximum above N, tiers by
+        # members and a leader discount; the balance window opens 0, 6 or 30 hours in and closes
+        # after the campaign ends; an unpaid balance refunds or forfeits the deposit.
+        start = eng.now()
+        self.window = (start + timedelta(hours=opens_h), start + timedelta(hours=60))
+        c2 = eng.add_campaign(
+            self.tea,
+            group_size=2,
+            group_max=group_max,
+            tiers=((2, 2790), (3, 2590)),
+            leader_discount_cents=100,
+            group_ttl=timedelta(hours=2),
+            max_open_groups=2,
+            refund_policy="预售:逾期未付尾款定金不退" if policy == "forfeit" else "",
+            presale=model.Presale(
+                500, self.window[0], self.window[1], start + timedelta(days=4), policy
+            ),
+        )
+        self.campaigns = [(c0, [self.fruit]), (c1, [self.eggs, self.milk]), (c2, [self.tea])]
         for camp in (0, 1):
             self.open_group(camp, who % (N_CUSTOMERS - 1), qty, 0)
+        self.presale_group(who, qty, 2)  # deposits paid: a presale group formed from the start
 
-    @rule(camp=st.integers(0, 1), who=customer_ix, qty=quantity, item=st.integers(0, 1))
+    @rule(camp=st.integers(0, 2), who=customer_ix, qty=quantity, item=st.integers(0, 1))
     def open_group(self, camp: int, who: int, qty: int, item: int) -> None:
         cid, skus = self.campaigns[camp]
         placed = self.attempt(
@@ -304,6 +331,142 @@ class GroupBuyMachine(RuleBasedStateMachine):
             self.attempt(lambda c: groupbuy.expire_due_groups(c, self.eng.now(), 500))
         self.deliver()
 
+    # -- presale: the balance ------------------------------------------------------------------
+    def awaiting_balance(self, *, unnotified: bool = False) -> bool:
+        """Whether some presale order awaits its balance (its window not yet open)."""
+        extra = " AND NOT balance_notified" if unnotified else ""
+        return bool(
+            self.eng.read(
+                lambda c: rows(
+                    c, f"SELECT id FROM orders WHERE status = 'awaiting_balance'{extra} LIMIT 1"
+                )
+            )
+        )
+
+    def start_balance(self, oid: str) -> str | None:
+        p = self.attempt(
+            lambda c: payments.start_balance_payment(c, oid, self.eng.sandbox, self.eng.now())
+        )
+        if p is None:
+            return None
+        assert p["purpose"] == "balance"
+        self.links.append(token_of(p["pay_url"]))
+        return self.links[-1]
+
+    @precondition(lambda self: self.orders)
+    @rule(
+        o=pick,
+        n=st.integers(1, 2),
+        outcome=st.sampled_from(["success", "success", "decline"]),
+        duplicates=st.integers(0, 2),
+    )
+    def pay_balance(self, o: int, n: int, outcome: str, duplicates: int) -> None:
+        """Customers pay their balance (mostly orders awaiting it); callbacks at once."""
+        for k in range(n):
+            token = self.start_balance(self.order_at(o + k, ("awaiting_balance",)))
+            if token is not None:
+                event(f"balance payment: {outcome}")
+                self.eng.sandbox.pay(token, outcome, duplicates=duplicates)
+        self.eng.advance(seconds=1)
+        self.deliver()
+
+    @rule(who=customer_ix, qty=quantity, deposits=st.sampled_from([2, 2, 2, 1]))
+    def presale_group(self, who: int, qty: int, deposits: int) -> None:
+        """Two neighbours open and join a presale group and pay ``deposits`` deposits: with two,
+        it forms (and, without a maximum, closes: the balances fall due)."""
+        cid, skus = self.campaigns[2]
+        placed = self.attempt(
+            lambda c: groupbuy.open_group(
+                c,
+                campaign_id=cid,
+                customer_id=self.customers[who % (N_CUSTOMERS - 1)],
+                sku_id=skus[0],
+                quantity=qty,
+                now=self.eng.now(),
+            )
+        )
+        if placed is None:
+            return
+        self.groups.append(placed.group)
+        self.orders.append(placed.order["id"])
+        mates = [placed.order["id"]]
+        for k in range(1, N_CUSTOMERS - 1):  # the first neighbour free to join does
+            friend = self.customers[(who + k) % (N_CUSTOMERS - 1)]
+            joined = self.attempt(
+                lambda c, friend=friend: groupbuy.join_group(
+                    c,
+                    invite_code=placed.group["invite_code"],
+                    customer_id=friend,
+                    sku_id=None,
+                    quantity=1,
+                    now=self.eng.now(),
+                )
+            )
+            if joined is not None:
+                self.orders.append(joined.order["id"])
+                mates.append(joined.order["id"])
+                break
+        for oid in mates[:deposits]:
+            token = self.start_payment(oid)
+            if token is not None:
+                self.eng.sandbox.pay(token, "success")
+        self.deliver()
+        status = self.eng.group(placed.group["id"])["status"]
+        event(f"presale group: {status}")
+
+    @precondition(lambda self: self.orders)
+    @rule(o=pick, delay_h=st.sampled_from([1, 12, 40]), sweep=st.booleans())
+    def pay_balance_late(self, o: int, delay_h: int, sweep: bool) -> None:
+        """The balance is paid at the provider; its callback comes ``delay_h`` hours later,
+        perhaps after the window closed (and the sweep ran): then it is refunded."""
+        if not self.awaiting_balance():
+            return
+        token = self.start_balance(self.order_at(o, ("awaiting_balance",)))
+        if token is None:
+            return
+        self.eng.sandbox.pay(token, "success", delay=timedelta(hours=delay_h))
+        self.eng.advance(hours=delay_h)
+        if sweep:
+            self.attempt(lambda c: groupbuy.expire_due_balances(c, self.eng.now(), 500))
+        self.deliver()
+
+    @rule(paying=st.integers(0, 2), o=pick)
+    def open_balance_window(self, paying: int, o: int) -> None:
+        """Time reaches the balance window's opening (formed presale groups have closed by then:
+        the scheduler's sweeps run); customers are told and ``paying`` of them pay at once."""
+        deposits_paid = self.eng.read(
+            lambda c: rows(
+                c,
+                "SELECT id FROM orders WHERE deposit_cents IS NOT NULL"
+                " AND status IN ('paid', 'awaiting_balance') LIMIT 1",
+            )
+        )
+        if not deposits_paid:
+            return
+        if self.eng.now() < self.window[0]:
+            self.eng.clock.set(self.window[0])
+        now = self.eng.now()
+        self.attempt(lambda c: groupbuy.expire_due_orders(c, now, 500))
+        self.attempt(lambda c: groupbuy.expire_due_groups(c, now, 500))
+        self.attempt(lambda c: groupbuy.due_balance_notices(c, now, 500))
+        for k in range(paying):
+            token = self.start_balance(self.order_at(o + k, ("awaiting_balance",)))
+            if token is not None:
+                event("balance payment: on notice")
+                self.eng.sandbox.pay(token, "success")
+        self.deliver()
+
+    @rule(now=st.integers(0, 2))
+    def balance_deadline(self, now: int) -> None:
+        """Time reaches the window's close (now and then); the sweep cancels unpaid balances."""
+        if not self.awaiting_balance():
+            return
+        if now:
+            self.eng.advance(hours=now)  # mostly: a few hours on, the window perhaps still open
+        elif self.eng.now() < self.window[1]:
+            self.eng.clock.set(self.window[1])
+        self.attempt(lambda c: groupbuy.expire_due_balances(c, self.eng.now(), 500))
+
     @precondition(lambda self: self.orders)
     @rule(o=pick)
     def cancel(self, o: int) -> None:
@@ -344,7 +507,7 @@ class GroupBuyMachine(RuleBasedStateMachine):
     def advance_clock(self, minutes: int) -> None:
         self.eng.advance(minutes=minutes)
 
-    @rule(job=st.sampled_from(["orders", "groups", "campaigns", "refunds", "all"]))
+    @rule(job=st.sampled_from(["orders", "groups", "campaigns", "refunds", "balances", "all"]))
     def run_job(self, job: str) -> None:
         now = self.eng.now()
         if job in ("campaigns", "all"):
@@ -353,19 +516,22 @@ class GroupBuyMachine(RuleBasedStateMachine):
             self.attempt(lambda c: groupbuy.expire_due_orders(c, now, 500))
         if job in ("groups", "all"):
             self.attempt(lambda c: groupbuy.expire_due_groups(c, now, 500))
+        if job in ("balances", "all"):
+            self.attempt(lambda c: groupbuy.due_balance_notices(c, now, 500))
+            self.attempt(lambda c: groupbuy.expire_due_balances(c, now, 500))
         if job in ("refunds", "all"):
             self.dispatch()
 
     # -- operators ------------------------------------------------------------------------------
     @precondition(lambda self: self.campaigns)
-    @rule(camp=st.integers(0, 1), to=st.sampled_from(["paused", "live", "live", "draft"]))
+    @rule(camp=st.integers(0, 2), to=st.sampled_from(["paused", "live", "live", "draft"]))
     def set_campaign_status(self, camp: int, to: str) -> None:
         cid = self.campaigns[camp][0]
         self.attempt(lambda c: groupbuy.set_campaign_status(c, cid, to, self.eng.now()))
 
-    @rule(sku=st.integers(0, 2), qty=st.integers(1, 5))
+    @rule(sku=st.integers(0, 3), qty=st.integers(1, 5))
     def receive_stock(self, sku: int, qty: int) -> None:
-        sku_id = (self.fruit, self.eggs, self.milk)[sku]
+        sku_id = (self.fruit, self.eggs, self.milk, self.tea)[sku]
         self.attempt(lambda c: inventory.receive_stock(c, sku_id, qty, self.eng.now()))
 
     @precondition(lambda self: self.orders)
@@ -429,7 +595,8 @@ class GroupBuyMachine(RuleBasedStateMachine):
                 if g["status"] in ("formed", "settled"):
                     assert g["paid_members"] + g["virtual_members"] >= g["group_size"], g
                 if g["status"] == "settled":
-                    assert all(o["status"] in ("confirmed", "completed") for o in live), g
+                    after = ("confirmed", "completed", "awaiting_balance")
+                    assert all(o["status"] in after for o in live), g
                 if g["status"] == "failed":
                     assert live == [], g
                 if g["virtual_members"]:
@@ -444,13 +611,29 @@ class GroupBuyMachine(RuleBasedStateMachine):
             # Money per order: never refunded beyond what was paid; confirmed orders priced.
             for o in all_orders:
                 assert 0 <= o["refunded_cents"] <= o["paid_cents"], o
+                presale = o["deposit_cents"] is not None
+                assert presale == (o["campaign_id"] == self.campaigns[2][0]), o
                 if o["status"] in ("confirmed", "completed"):
                     assert o["final_amount_cents"] is not None
-                    assert 1 <= o["final_amount_cents"] <= o["paid_cents"] == o["amount_cents"]
+                    if presale:  # deposit + balance, exactly the final price
+                        assert o["paid_cents"] == o["final_amount_cents"], o
+                        assert o["paid_cents"] == o["deposit_cents"] + o["balance_cents"], o
+                    else:
+                        assert 1 <= o["final_amount_cents"] <= o["paid_cents"] == o["amount_cents"]
                 if o["status"] == "pending_payment":
                     assert o["paid_cents"] == 0 and o["stock_state"] == "reserved"
                 if o["status"] == "cancelled":
-                    assert o["paid_cents"] == 0 and o["stock_state"] == "released"
+                    assert o["stock_state"] == "released", o
+                    if o["cancel_reason"] == "balance_missed":
+                        assert o["paid_cents"] == o["deposit_cents"], o
+                    else:
+                        assert o["paid_cents"] == 0, o
+                if o["status"] == "awaiting_balance":
+                    assert o["stock_state"] == "reserved", o
+                    assert o["paid_cents"] == o["deposit_cents"], o
+                    assert o["balance_cents"] == o["final_amount_cents"] - o["deposit_cents"] > 0
+                if o["status"] == "paid" and presale:
+                    assert o["paid_cents"] == o["deposit_cents"], o
             # The warning level of an auto-closing campaign's SKU is never sold into.
             fruit = rows(c, f"SELECT * FROM skus WHERE id = '{self.fruit}'")[0]
             assert fruit["on_hand"] - fruit["reserved"] >= fruit["warning_level"], fruit
@@ -498,6 +681,9 @@ class GroupBuyMachine(RuleBasedStateMachine):
         eng.advance_campaigns()
         eng.expire_orders()
         eng.expire_groups()
+        if eng.now() < self.window[1]:
+            eng.clock.set(self.window[1])
+        eng.write(lambda c: groupbuy.expire_due_balances(c, eng.now(), 500))
         self.deliver()
         self.dispatch()
         self.model_side_invariants()
@@ -506,12 +692,20 @@ class GroupBuyMachine(RuleBasedStateMachine):
             event(f"group: {r['status']}{' (virtual)' if r['virtual_members'] else ''}")
         for r in eng.read(lambda c: rows(c, "SELECT DISTINCT reason FROM refunds")):
             event(f"refund: {r['reason']}")
+        for r in eng.read(
+            lambda c: rows(c, "SELECT DISTINCT status FROM orders WHERE deposit_cents IS NOT NULL")
+        ):
+            event(f"presale order: {r['status']}")
         for r in eng.read(lambda c: rows(c, "SELECT ended_reason FROM campaigns")):
             event(f"campaign ended: {r['ended_reason']}")
 
         def closed(c: Connection) -> None:
             assert not rows(c, "SELECT id FROM buy_groups WHERE status IN ('open','formed')")
-            assert not rows(c, "SELECT id FROM orders WHERE status IN ('pending_payment','paid')")
+            assert not rows(
+                c,
+                "SELECT id FROM orders"
+                " WHERE status IN ('pending_payment', 'paid', 'awaiting_balance')",
+            )
             assert not rows(c, "SELECT id FROM refunds WHERE status = 'pending'")
             assert not rows(c, "SELECT id FROM sandbox_callbacks WHERE delivered_at IS NULL")
             assert not rows(c, "SELECT id FROM campaigns WHERE status <> 'ended'")
@@ -541,7 +735,17 @@ class GroupBuyMachine(RuleBasedStateMachine):
                 "SELECT COALESCE(SUM(amount_cents), 0) AS t FROM refunds "
                 "WHERE ledger_account = 'revenue'",
             )[0]["t"]
-            assert -bal.get("revenue", 0) == kept - after_sales, (bal, kept, after_sales)
+            forfeited = rows(
+                c,
+                "SELECT COALESCE(SUM(-amount_cents), 0) AS t FROM ledger_entries "
+                "WHERE kind = 'forfeit' AND account = 'revenue'",
+            )[0]["t"]
+            assert -bal.get("revenue", 0) == kept + forfeited - after_sales, (
+                bal,
+                kept,
+                forfeited,
+                after_sales,
+            )
             # Stock: what was sold left on hand, nothing is still reserved.
             for s in rows(c, "SELECT * FROM skus"):
                 assert s["reserved"] == 0, s

@@ -37,6 +37,9 @@ ORDER_ALLOWED = {
     ("pending_payment", "cancelled"),
     ("paid", "confirmed"),
     ("paid", "refunded"),
+    ("paid", "awaiting_balance"),  # presale: the group closed, the balance is due (ADR 0009)
+    ("awaiting_balance", "confirmed"),  # presale: balance paid
+    ("awaiting_balance", "cancelled"),  # presale: balance missed
     ("confirmed", "completed"),
     ("confirmed", "refunded"),
     ("completed", "refunded"),
@@ -46,7 +49,15 @@ MACHINES = [
     (model.GROUP, {"open", "formed", "settled", "failed"}, GROUP_ALLOWED),
     (
         model.ORDER,
-        {"pending_payment", "paid", "confirmed", "completed", "cancelled", "refunded"},
+        {
+            "pending_payment",
+            "paid",
+            "awaiting_balance",
+            "confirmed",
+            "completed",
+            "cancelled",
+            "refunded",
+        },
         ORDER_ALLOWED,
     ),
 ]

@@ -17,6 +17,7 @@ def test_every_template_exists_in_both_languages() -> None:
         "group_formed",
         "group_failed_refunded",
         "payment_reminder",
+        "balance_due",  # presale (ADR 0009)
         "risk_raised",  # project controls (tuan.projects.risks)
         "budget_alert",  # project controls (tuan.projects.budget)
         "project_task_assigned",

@@ -75,7 +75,7 @@ from tuan.entrypoints.jobs.scheduler import run_once
 from tuan.entrypoints.jobs.tasks import TASKS, Task
 from tuan.entrypoints.storefront.attribution import Attribution
 from tuan.groupbuy import service as groupbuy
-from tuan.groupbuy.model import CampaignRules, ItemRules, Tier
+from tuan.groupbuy.model import CampaignRules, ItemRules, Presale, Tier
 from tuan.groupbuy.store import buy_groups, campaigns
 from tuan.inventory import service as inventory
 from tuan.orders import service as orders_service
@@ -446,6 +446,7 @@ class _Simulation:
                     break
             self.report("simulate", day + 1, total)
         self.report("finish", 0, 1)
+        self._presale_demo()
         self._finish()
         spend.add_demo_spend(self.c, seed=self.seed, start=self.day0, end=self.end)
         log.info(
@@ -1504,6 +1505,148 @@ class _Simulation:
             self.outcomes["live_burst"] += 1
             return True
         return False
+
+    # -- presale (ADR 0009) -----------------------------------------------------------------------
+    def _presale_demo(self) -> None:
+        """A few presale campaigns (预售), played after the main simulation with their own random
+        generator (the main business stays exactly as it was): deposits paid, groups formed and
+        one failed, balances paid, some missed (refunded, or forfeited under 定金不退) and, in the
+        last one, a balance window still open at the end."""
+        rng = random.Random(self.seed * 7919 + 2026)
+        span = min(timedelta(days=12), self.end - self.day0)
+        if span < timedelta(days=2) or len(self.customers) < 8 or not self.skus:
+            return
+        hour = timedelta(hours=1)
+        plans = []
+        for k, policy in enumerate(("refund", "forfeit", "refund")):
+            starts = self.end - span + span * k / 4
+            ends = starts + span / 8
+            opens = ends + hour
+            closes = opens + span / 8 if k < 2 else self.end + timedelta(days=2)
+            plans.append((starts, ends, opens, closes, closes + timedelta(days=1), policy))
+        for k, (starts, ends, opens, closes, delivery, policy) in enumerate(plans):
+            sku = self._presale_sku(starts)
+            if sku is None:
+                continue
+            price = _retail(self.skus[sku].spec.price_cents * 0.85)
+            deposit = max(100, _round10(price * 0.2))
+            rules = CampaignRules(
+                name=f"预售 · {data.PRODUCTS[self.skus[sku].product].name} 定金{deposit // 100}元",
+                starts_at=starts,
+                ends_at=ends,
+                group_size=2,
+                items=(ItemRules(self.skus[sku].id, price),),
+                group_ttl=span / 8,
+                payment_timeout=PAYMENT_TIMEOUT,
+                max_open_groups=2,
+                description=data.CATEGORY_DESCRIPTION[self.skus[sku].category],
+                refund_policy=data.REFUND_POLICY
+                + ("预售商品逾期未付尾款,定金不退。" if policy == "forfeit" else ""),
+                presale=Presale(deposit, opens, closes, delivery, policy),
+            )
+            self.clock.set(starts)
+
+            def create(conn: Connection, r: CampaignRules = rules, t: datetime = starts) -> str:
+                return str(groupbuy.create_campaign(conn, r, t, publish=True)["id"])
+
+            cid = self.c.db.write(create)
+            self.outcomes["presale:campaign"] += 1
+            orders: list[str] = []
+            for g in range(4):
+                at = starts + hour * (1 + 2 * g)
+                people = rng.sample(range(len(self.customers)), 2)
+                paying = 1 if g == 3 else 2  # the last group fails: one deposit, refunded
+                orders += self._presale_group(cid, sku, people, paying, at)
+            self._presale_jobs(ends, groupbuy.expire_due_groups, groupbuy.advance_campaigns)
+            self._presale_jobs(opens, groupbuy.due_balance_notices)
+            for n, oid in enumerate(orders):
+                at = opens + hour * (2 + n)
+                if at < min(closes, self.end) and rng.random() < (0.75 if k < 2 else 0.5):
+                    self._presale_pay(oid, at, balance=True)
+            if closes < self.end:
+                self._presale_jobs(closes, groupbuy.expire_due_balances)
+        self.clock.set(self.end)
+
+    def _presale_jobs(
+        self, at: datetime, *jobs: Callable[[Connection, datetime, int], int]
+    ) -> None:
+        """The scheduler's sweeps at ``at`` (each once, a batch of 500)."""
+        self.clock.set(at)
+        for job in jobs:
+            self.c.db.write(lambda conn, job=job: job(conn, at, 500))  # type: ignore[misc]
+
+    def _presale_sku(self, when: datetime) -> int | None:
+        """The SKU with the most stock free at ``when`` (presale sells what is still to come)."""
+        with self.c.db.read() as conn:
+            free = {
+                r.id: r.on_hand - r.reserved
+                for r in conn.execute(
+                    select(skus_table.c.id, skus_table.c.on_hand, skus_table.c.reserved)
+                )
+            }
+        ranked = sorted(self.skus, key=lambda s: (-free.get(s.id, 0), s.index))
+        return ranked[0].index if ranked and free.get(ranked[0].id, 0) > 20 else None
+
+    def _presale_group(
+        self, campaign_id: str, sku: int, people: list[int], paying: int, at: datetime
+    ) -> list[str]:
+        """One opens a group, the other joins; ``paying`` of them pay their deposit."""
+        placed: list[str] = []
+        for n, person in enumerate(people):
+            when = at + timedelta(minutes=10 * n)
+            self.clock.set(when)
+            customer = self.customers[person]
+
+            def place(conn: Connection, c: _Customer = customer, t: datetime = when) -> str:
+                if not placed:
+                    return str(
+                        groupbuy.open_group(
+                            conn,
+                            campaign_id=campaign_id,
+                            customer_id=c.id,
+                            sku_id=self.skus[sku].id,
+                            quantity=1,
+                            now=t,
+                        ).order["id"]
+                    )
+                code = conn.execute(
+                    select(buy_groups.c.invite_code)
+                    .select_from(orders_table.join(buy_groups))
+                    .where(orders_table.c.id == placed[0])
+                ).scalar_one()
+                return str(
+                    groupbuy.join_group(
+                        conn, customer_id=c.id, sku_id=None, quantity=1, now=t, invite_code=code
+                    ).order["id"]
+                )
+
+            try:
+                placed.append(self.c.db.write(place))
+            except DomainError as exc:
+                self.refused[f"presale:{exc.code}"] += 1
+                break
+        for n, oid in enumerate(placed[:paying]):
+            self._presale_pay(oid, at + timedelta(minutes=10 * n + 3), balance=False)
+        return placed[:paying]
+
+    def _presale_pay(self, order_id: str, at: datetime, *, balance: bool) -> None:
+        """Pay a deposit or a balance at the sandbox; the callback arrives a few seconds later."""
+        self.clock.set(at)
+
+        def pay(conn: Connection) -> None:
+            start = payments.start_balance_payment if balance else payments.start_payment
+            started = start(conn, order_id, self.sandbox, at)
+            claims = self.sandbox.read_checkout(str(started["pay_url"]).rsplit("/", 1)[-1])
+            self.sandbox._pay(conn, claims, "success", at + timedelta(seconds=2), 0, at)
+
+        try:
+            self.c.db.write(pay)
+        except DomainError as exc:
+            self.refused[f"presale:{exc.code}"] += 1
+            return
+        self.clock.set(at + timedelta(seconds=3))
+        self.c.db.write(lambda conn: self._deliver(conn, at + timedelta(seconds=3)))
+        self.outcomes["presale:balance" if balance else "presale:deposit"] += 1
 
     # -- the end ---------------------------------------------------------------------------------
     def _finish(self) -> None:

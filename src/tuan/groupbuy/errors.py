@@ -5,6 +5,9 @@ from tuan.shared.errors import code
 CAMPAIGN_INVALID = code(
     "campaign_invalid", 422, "The campaign is not valid: {detail}", "活动设置无效:{detail}"
 )
+PRESALE_INVALID = code(
+    "presale_invalid", 422, "The presale settings are not valid: {detail}", "预售设置无效:{detail}"
+)
 CAMPAIGN_NOT_LIVE = code(
     "campaign_not_live",
     409,

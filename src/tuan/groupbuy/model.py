@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from tuan.groupbuy.errors import CAMPAIGN_INVALID
+from tuan.groupbuy.errors import CAMPAIGN_INVALID, PRESALE_INVALID
 from tuan.shared.errors import DomainError
 from tuan.shared.fsm import StateMachine
 
@@ -34,11 +34,15 @@ GROUP = StateMachine(
     },
 )
 
+# Presale (预售, ADR 0009): ``pending_payment`` awaits the deposit and ``paid`` means the deposit
+# is paid; when the group closes formed the order awaits the balance (``awaiting_balance``), and
+# paying it confirms the order; a missed balance cancels it (deposit refunded or forfeited).
 ORDER = StateMachine(
     "order",
     {
         "pending_payment": frozenset({"paid", "cancelled"}),
-        "paid": frozenset({"confirmed", "refunded"}),
+        "paid": frozenset({"confirmed", "refunded", "awaiting_balance"}),
+        "awaiting_balance": frozenset({"confirmed", "cancelled"}),
         "confirmed": frozenset({"completed", "refunded"}),
         "completed": frozenset({"refunded"}),
         "cancelled": frozenset(),
@@ -46,10 +50,14 @@ ORDER = StateMachine(
     },
 )
 
-LIVE_ORDER_STATES = ("pending_payment", "paid", "confirmed", "completed")
+LIVE_ORDER_STATES = ("pending_payment", "paid", "awaiting_balance", "confirmed", "completed")
 JOINABLE_GROUP_STATES = ("open", "formed")
 ENDED_REASONS = ("time", "manual", "sold_out", "stock_warning")
 TIER_BASES = ("members", "units")
+# What happens to a presale deposit when the balance is not paid in its window.
+UNPAID_BALANCE_POLICIES = ("refund", "forfeit")
+# The refund policy text must say so when deposits are forfeited (定金不退).
+FORFEIT_WORDS = ("定金不退", "forfeit")
 
 
 # -- campaign rules --------------------------------------------------------------------------
@@ -67,6 +75,52 @@ class ItemRules:
     group_price_cents: int
     tiers: tuple[Tier, ...] = ()
     stock_cap: int | None = None
+
+
+@dataclass(frozen=True)
+class Presale:
+    """Presale (预售): a deposit per unit when joining, the balance paid in a window after the
+    group closes formed, delivery on a date. ``unpaid_balance``: what happens to the deposit of
+    a balance not paid in the window — ``refund`` (default, in full) or ``forfeit`` (定金不退)."""
+
+    deposit_cents: int  # per unit
+    balance_opens_at: datetime
+    balance_closes_at: datetime
+    delivery_at: datetime
+    unpaid_balance: str = "refund"
+
+    def problems(self, rules: CampaignRules) -> list[str]:
+        p: list[str] = []
+        times = (self.balance_opens_at, self.balance_closes_at, self.delivery_at)
+        if any(t.tzinfo is None for t in times):
+            return ["presale times must carry a time zone / 预售时间必须带时区"]
+        if self.deposit_cents <= 0:
+            p.append("deposit must be > 0 / 定金须大于 0")
+        lowest = lowest_member_price(rules)
+        if lowest is not None and self.deposit_cents >= lowest:
+            p.append(
+                f"deposit must be below the lowest price a member can pay ({lowest} cents) "
+                f"/ 定金须低于成员可能支付的最低单价({lowest} 分)"
+            )
+        if self.balance_closes_at <= self.balance_opens_at:
+            p.append("the balance window must close after it opens / 尾款支付窗口须先开后关")
+        if self.balance_closes_at <= rules.ends_at:
+            p.append(
+                "the balance window must close after the campaign ends "
+                "/ 尾款截止须晚于活动结束(最后一个团结束后仍可付尾款)"
+            )
+        if self.balance_closes_at > self.delivery_at:
+            p.append("the balance window must close before or at delivery / 尾款截止须不晚于发货日")
+        if self.unpaid_balance not in UNPAID_BALANCE_POLICIES:
+            p.append("unpaid_balance must be refund or forfeit / 未付尾款的定金处理须为退还或不退")
+        elif self.unpaid_balance == "forfeit" and not any(
+            w in rules.refund_policy.lower() for w in FORFEIT_WORDS
+        ):
+            p.append(
+                "a forfeited deposit must be written in the refund policy (定金不退) "
+                "/ 定金不退须写入退款规则"
+            )
+        return p
 
 
 @dataclass(frozen=True)
@@ -88,6 +142,7 @@ class CampaignRules:
     community_ids: tuple[str, ...] = ()  # empty: open to every community
     description: str = ""
     refund_policy: str = ""
+    presale: Presale | None = None
     problems: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def validate(self) -> None:
@@ -151,6 +206,21 @@ class CampaignRules:
                 )
         if p:
             raise DomainError(CAMPAIGN_INVALID, detail="; ".join(p))
+        if self.presale is not None:
+            presale = self.presale.problems(self)
+            if presale:
+                raise DomainError(PRESALE_INVALID, detail="; ".join(presale))
+
+
+def lowest_member_price(rules: CampaignRules) -> int | None:
+    """The least one unit can end up costing a member: the lowest price (tiers included) of any
+    item, less the leader discount (a leader's order of one unit)."""
+    prices = [
+        min([item.group_price_cents, *(t.price_cents for t in item.tiers)]) for item in rules.items
+    ]
+    if not prices:
+        return None
+    return min(prices) - rules.leader_discount_cents
 
 
 def initial_status(now: datetime, starts_at: datetime, publish: bool) -> str:
@@ -195,6 +265,31 @@ def tier_unit_price(base_cents: int, tiers: tuple[Tier, ...], count: int) -> int
 def order_amount(unit_price_cents: int, quantity: int, discount_cents: int) -> int:
     """What an order costs: never below one cent per order (a free order needs no payment)."""
     return max(unit_price_cents * quantity - discount_cents, 1)
+
+
+# -- presale ---------------------------------------------------------------------------------
+
+
+def deposit_due(deposit_per_unit: int | None, quantity: int) -> int | None:
+    """The deposit of a presale order (``None``: not a presale)."""
+    return None if deposit_per_unit is None else deposit_per_unit * quantity
+
+
+def balance_due(final_cents: int, deposit_paid_cents: int) -> int:
+    """What is left to pay once the group closed: the final amount less the deposit, never
+    negative (the difference refund of ordinary campaigns never applies to deposits)."""
+    return max(final_cents - deposit_paid_cents, 0)
+
+
+def balance_opens(closed_at: datetime, window_opens_at: datetime) -> datetime:
+    """The order awaits its balance from the later of the group's close and the window's."""
+    return max(closed_at, window_opens_at)
+
+
+def deposit_outcome(policy: str, window_was_open: bool) -> str:
+    """A missed balance: the deposit is forfeited only under a ``forfeit`` policy and only if the
+    customer had a window to pay in; otherwise it is refunded in full."""
+    return "forfeit" if policy == "forfeit" and window_was_open else "refund"
 
 
 def parse_tiers(raw: object) -> tuple[Tier, ...]:

@@ -139,6 +139,41 @@ def _campaign_columns(rules: model.CampaignRules) -> dict[str, Any]:
         "auto_close_at_warning": rules.auto_close_at_warning,
         "all_communities": not rules.community_ids,
         "refund_policy": rules.refund_policy,
+        **_presale_columns(rules.presale),
+    }
+
+
+def _presale_columns(presale: model.Presale | None) -> dict[str, Any]:
+    if presale is None:
+        return dict.fromkeys(PRESALE_COLUMNS)
+    return {
+        "presale_deposit_cents": presale.deposit_cents,
+        "presale_balance_opens_at": presale.balance_opens_at,
+        "presale_balance_closes_at": presale.balance_closes_at,
+        "presale_delivery_at": presale.delivery_at,
+        "presale_unpaid_balance": presale.unpaid_balance,
+    }
+
+
+PRESALE_COLUMNS = (
+    "presale_deposit_cents",
+    "presale_balance_opens_at",
+    "presale_balance_closes_at",
+    "presale_delivery_at",
+    "presale_unpaid_balance",
+)
+
+
+def presale_of(campaign: dict[str, Any]) -> dict[str, Any] | None:
+    """A campaign row's presale settings as one object (``None``: not a presale campaign)."""
+    if campaign.get("presale_deposit_cents") is None:
+        return None
+    return {
+        "deposit_cents": campaign["presale_deposit_cents"],
+        "balance_opens_at": campaign["presale_balance_opens_at"],
+        "balance_closes_at": campaign["presale_balance_closes_at"],
+        "delivery_at": campaign["presale_delivery_at"],
+        "unpaid_balance": campaign["presale_unpaid_balance"],
     }
 
 
@@ -239,6 +274,7 @@ def get_campaign(conn: Connection, campaign_id: str) -> dict[str, Any]:
             .order_by(campaign_items.c.id)
         )
     ]
+    row["presale"] = presale_of(row)
     row["community_ids"] = list(
         conn.execute(
             select(campaign_communities.c.community_id)
@@ -396,6 +432,7 @@ def join_group(
         "auto_close_at_warning": g["auto_close_at_warning"],
         "all_communities": g["all_communities"],
         "max_open_groups": g["max_open_groups"],
+        "presale_deposit_cents": g["presale_deposit_cents"],
     }
     group = {k: g[k] for k in _GROUP_KEYS}
     _require_live(campaign, now)
@@ -517,6 +554,12 @@ def _take_place(
         "paid_at": None,
         "confirmed_at": None,
         "closed_at": None,
+        # Presale: the deposit is what this order pays now; the balance comes at the close.
+        "deposit_cents": model.deposit_due(campaign["presale_deposit_cents"], quantity),
+        "balance_cents": None,
+        "balance_opens_at": None,
+        "balance_due_at": None,
+        "balance_notified": False,
     }
     try:
         INSERT_ORDER(conn, order)
@@ -874,9 +917,14 @@ def settle_group(conn: Connection, group_id: str, now: datetime) -> None:
         .values(status="settled", settled_at=now)
     ).rowcount:
         return
-    basis = conn.execute(
-        select(campaigns.c.tier_basis).where(campaigns.c.id == group["campaign_id"])
-    ).scalar_one()
+    campaign = conn.execute(
+        select(
+            campaigns.c.tier_basis,
+            campaigns.c.presale_balance_opens_at,
+            campaigns.c.presale_balance_closes_at,
+        ).where(campaigns.c.id == group["campaign_id"])
+    ).one()
+    basis = campaign.tier_basis
     # Virtual members never lower the price: tiers count real paid members or units only.
     count = group["paid_members"] if basis == "members" else group["paid_units"]
     paid = [
@@ -894,6 +942,16 @@ def settle_group(conn: Connection, group_id: str, now: datetime) -> None:
         unit = model.tier_unit_price(
             order["group_price_cents"], model.parse_tiers(order["price_tiers"]), count
         )
+        if order["deposit_cents"] is not None:  # presale: the balance is due, stock stays held
+            _await_balance(
+                conn,
+                order,
+                model.order_amount(unit, order["quantity"], order["discount_cents"]),
+                opens_at=model.balance_opens(now, campaign.presale_balance_opens_at),
+                due_at=campaign.presale_balance_closes_at,
+                now=now,
+            )
+            continue
         final = min(
             model.order_amount(unit, order["quantity"], order["discount_cents"]),
             order["paid_cents"],
@@ -926,6 +984,250 @@ def settle_group(conn: Connection, group_id: str, now: datetime) -> None:
                 sold=skus.c.sold + qty,
             )
         )
+
+
+# -- presale: the balance (ADR 0009) ---------------------------------------------------------
+
+
+def _await_balance(
+    conn: Connection,
+    order: dict[str, Any],
+    final: int,
+    *,
+    opens_at: datetime,
+    due_at: datetime,
+    now: datetime,
+) -> None:
+    """paid (deposit) → awaiting_balance: final price settled, balance = final − deposit paid.
+    The customer is told at once when the window is open, else by :func:`due_balance_notices`."""
+    model.ORDER.check(order["status"], "awaiting_balance")
+    balance = model.balance_due(final, order["paid_cents"])
+    notify = opens_at <= now
+    if not conn.execute(
+        update(orders)
+        .where(orders.c.id == order["id"], orders.c.status == "paid")
+        .values(
+            status="awaiting_balance",
+            final_amount_cents=final,
+            balance_cents=balance,
+            balance_opens_at=opens_at,
+            balance_due_at=due_at,
+            balance_notified=notify,
+        )
+    ).rowcount:
+        return
+    if notify:
+        _record_balance_due(
+            conn, {**order, "balance_cents": balance, "balance_due_at": due_at}, now
+        )
+
+
+def _record_balance_due(conn: Connection, order: dict[str, Any], now: datetime) -> None:
+    record(
+        conn,
+        ev.DomainEvent(
+            ev.BALANCE_DUE,
+            order["id"],
+            {
+                "customer_id": order["customer_id"],
+                "group_id": order["group_id"],
+                "campaign_id": order["campaign_id"],
+                "balance_cents": order["balance_cents"],
+                "balance_due_at": order["balance_due_at"].isoformat(),
+            },
+        ),
+        now,
+    )
+
+
+def due_balance_notices(conn: Connection, now: datetime, limit: int) -> int:
+    """Tell up to ``limit`` customers whose balance window has opened (once per order)."""
+    due = conn.execute(
+        select(
+            orders.c.id,
+            orders.c.customer_id,
+            orders.c.group_id,
+            orders.c.campaign_id,
+            orders.c.balance_cents,
+            orders.c.balance_due_at,
+        )
+        .where(
+            orders.c.status == "awaiting_balance",
+            orders.c.balance_opens_at <= now,
+            orders.c.balance_notified.is_(False),
+        )
+        .order_by(orders.c.balance_opens_at)
+        .limit(limit)
+    ).all()
+    for row in due:
+        if conn.execute(
+            update(orders)
+            .where(orders.c.id == row.id, orders.c.balance_notified.is_(False))
+            .values(balance_notified=True)
+        ).rowcount:
+            _record_balance_due(conn, dict(row._mapping), now)
+    return len(due)
+
+
+def balance_paid(conn: Connection, order_id: str, amount_cents: int, now: datetime) -> bool:
+    """The balance payment succeeded while the order awaited it and its window was open:
+    awaiting_balance → confirmed, the reserved stock sold, the final amount recognised as
+    revenue. False (nothing changed) when the order can no longer take it: the caller refunds
+    the payment as late (ADR 0002, 0009)."""
+    from tuan.payments import service as payments
+
+    row = as_dict(
+        conn.execute(
+            update(orders)
+            .where(
+                orders.c.id == order_id,
+                orders.c.status == "awaiting_balance",
+                orders.c.balance_cents == amount_cents,
+                orders.c.balance_opens_at <= now,
+                orders.c.balance_due_at > now,
+            )
+            .values(
+                status="confirmed",
+                stock_state="sold",
+                paid_cents=orders.c.paid_cents + amount_cents,
+                confirmed_at=now,
+            )
+            .returning(orders)
+        ).first()
+    )
+    if row is None:
+        return False
+    conn.execute(
+        update(skus)
+        .where(skus.c.id == row["sku_id"])
+        .values(
+            reserved=skus.c.reserved - row["quantity"],
+            on_hand=skus.c.on_hand - row["quantity"],
+            sold=skus.c.sold + row["quantity"],
+        )
+    )
+    payments.recognise_revenue(conn, row, row["final_amount_cents"], now)
+    record(
+        conn,
+        ev.DomainEvent(
+            ev.BALANCE_PAID,
+            order_id,
+            {
+                "group_id": row["group_id"],
+                "customer_id": row["customer_id"],
+                "amount_cents": amount_cents,
+            },
+        ),
+        now,
+    )
+    return True
+
+
+def miss_balance(conn: Connection, order_id: str, now: datetime) -> str | None:
+    """The balance window closed unpaid: awaiting_balance → cancelled (``balance_missed``), the
+    stock, campaign cap and purchase limit released, the deposit refunded in full or forfeited
+    per the campaign's setting. Returns ``refund`` or ``forfeit``; None if not awaiting or not
+    yet due (nothing changed)."""
+    from tuan.payments import service as payments
+
+    row = as_dict(
+        conn.execute(
+            update(orders)
+            .where(
+                orders.c.id == order_id,
+                orders.c.status == "awaiting_balance",
+                orders.c.balance_due_at <= now,
+            )
+            .values(
+                status="cancelled",
+                stock_state="released",
+                cancel_reason="balance_missed",
+                closed_at=now,
+            )
+            .returning(orders)
+        ).first()
+    )
+    if row is None:
+        return None
+    # The group has closed: its seats stay as they were; what the order held goes back.
+    conn.execute(
+        update(campaign_usage)
+        .where(
+            campaign_usage.c.campaign_id == row["campaign_id"],
+            campaign_usage.c.customer_id == row["customer_id"],
+        )
+        .values(units=campaign_usage.c.units - row["quantity"])
+    )
+    conn.execute(
+        update(campaign_items)
+        .where(campaign_items.c.id == row["campaign_item_id"])
+        .values(taken=campaign_items.c.taken - row["quantity"])
+    )
+    conn.execute(
+        update(skus)
+        .where(skus.c.id == row["sku_id"])
+        .values(reserved=skus.c.reserved - row["quantity"])
+    )
+    policy = conn.execute(
+        select(campaigns.c.presale_unpaid_balance).where(campaigns.c.id == row["campaign_id"])
+    ).scalar_one()
+    outcome = model.deposit_outcome(
+        str(policy), window_was_open=row["balance_opens_at"] < row["balance_due_at"]
+    )
+    if outcome == "forfeit":
+        payments.forfeit_deposit(conn, row, now)
+    else:
+        payments.refund_order_in_full(conn, row, now, reason=DEPOSIT_REFUND)
+    record(
+        conn,
+        ev.DomainEvent(
+            ev.ORDER_CANCELLED,
+            order_id,
+            {
+                "reason": "balance_missed",
+                "deposit": outcome,
+                "group_id": row["group_id"],
+                "customer_id": row["customer_id"],
+            },
+        ),
+        now,
+    )
+    return outcome
+
+
+DEPOSIT_REFUND = "deposit_refund"
+
+
+def expire_due_balances(conn: Connection, now: datetime, limit: int) -> int:
+    """The balance sweep: up to ``limit`` presale orders whose balance window has closed unpaid
+    (``ix_orders_balance_due``, oldest first). Each is one conditional UPDATE, so a crash or a
+    second sweeper changes nothing twice; a backlog is simply overdue at the next run."""
+    due = conn.execute(
+        select(orders.c.id)
+        .where(orders.c.status == "awaiting_balance", orders.c.balance_due_at <= now)
+        .order_by(orders.c.balance_due_at)
+        .limit(limit)
+    ).scalars()
+    return sum(1 for oid in list(due) if miss_balance(conn, oid, now) is not None)
+
+
+def count_due_balances(conn: Connection, now: datetime) -> dict[str, int]:
+    """Presale work waiting: balance windows closed unpaid, opened windows not yet told."""
+    overdue = conn.execute(
+        select(func.count())
+        .select_from(orders)
+        .where(orders.c.status == "awaiting_balance", orders.c.balance_due_at <= now)
+    ).scalar_one()
+    notices = conn.execute(
+        select(func.count())
+        .select_from(orders)
+        .where(
+            orders.c.status == "awaiting_balance",
+            orders.c.balance_opens_at <= now,
+            orders.c.balance_notified.is_(False),
+        )
+    ).scalar_one()
+    return {"balances": int(overdue), "balance_notices": int(notices)}
 
 
 def expire_due_groups(conn: Connection, now: datetime, limit: int) -> int:
@@ -1046,6 +1348,7 @@ def campaign_rules(campaign: dict[str, Any]) -> model.CampaignRules:
         auto_close_at_warning=bool(campaign["auto_close_at_warning"]),
         community_ids=tuple(campaign["community_ids"]),
         refund_policy=campaign["refund_policy"],
+        presale=None if campaign.get("presale") is None else model.Presale(**campaign["presale"]),
         items=tuple(
             model.ItemRules(
                 sku_id=item["sku_id"],

@@ -40,6 +40,13 @@ campaigns = Table(
     Column("auto_close_at_warning", Boolean, nullable=False, server_default="1"),
     Column("all_communities", Boolean, nullable=False, server_default="1"),
     Column("refund_policy", Text, nullable=False, server_default=""),
+    # Presale (预售, ADR 0009): all NULL for an ordinary campaign. Deposit per unit; the balance
+    # window; the delivery date; refund|forfeit for the deposit of a balance not paid.
+    Column("presale_deposit_cents", Integer, nullable=True),
+    Column("presale_balance_opens_at", UTCDateTime, nullable=True),
+    Column("presale_balance_closes_at", UTCDateTime, nullable=True),
+    Column("presale_delivery_at", UTCDateTime, nullable=True),
+    Column("presale_unpaid_balance", String(8), nullable=True),
     Column("ended_reason", String(24), nullable=True),  # time|manual|sold_out|stock_warning
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -167,7 +174,7 @@ SELECT g.id, g.campaign_id, g.leader_customer_id, g.community_id, g.pickup_point
        g.failed_at,
        c.status AS c_status, c.starts_at AS c_starts_at, c.ends_at AS c_ends_at,
        c.purchase_limit, c.leader_discount_cents, c.payment_timeout_s, c.auto_close_at_warning,
-       c.all_communities, c.max_open_groups
+       c.all_communities, c.max_open_groups, c.presale_deposit_cents
 FROM buy_groups g JOIN campaigns c ON c.id = g.campaign_id
 """
 _GROUP_COLS = {

@@ -86,6 +86,7 @@ TEMPLATE_OF_EVENT = {
     ev.GROUP_FORMED: "group_formed",
     ev.GROUP_FAILED: "group_failed_refunded",
     ev.PAYMENT_REMINDER: "payment_reminder",
+    ev.BALANCE_DUE: "balance_due",
 }
 # Members of a formed group: orders that hold a paid place.
 FORMED_MEMBER_STATES = ("paid", "confirmed", "completed")
@@ -265,6 +266,8 @@ def _audience(
         return _failed_audience(conn, event, payload)
     if kind == ev.PAYMENT_REMINDER:
         return _reminder_audience(conn, event, payload)
+    if kind == ev.BALANCE_DUE:
+        return _balance_audience(conn, event)
     return []
 
 
@@ -393,6 +396,41 @@ def _reminder_audience(
     return [
         (c, {**context, "customer_name": c["name"]})
         for c in _customers(conn, [str(payload["customer_id"])])
+    ]
+
+
+def _balance_audience(
+    conn: Connection, event: dict[str, Any]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """A presale order's balance can be paid (ADR 0009): its customer, with the amounts."""
+    order = conn.execute(
+        select(
+            orders.c.status,
+            orders.c.customer_id,
+            orders.c.campaign_id,
+            orders.c.paid_cents,
+            orders.c.balance_cents,
+            orders.c.balance_due_at,
+            campaigns.c.presale_delivery_at,
+            campaigns.c.presale_unpaid_balance,
+        )
+        .select_from(orders.join(campaigns, campaigns.c.id == orders.c.campaign_id))
+        .where(orders.c.id == event["aggregate_id"])
+    ).first()
+    if order is None or order.status != "awaiting_balance":
+        return []  # paid or cancelled since
+    context = {
+        "campaign_name": _campaign_name(conn, order.campaign_id),
+        "order_id": event["aggregate_id"],
+        "deposit_cents": int(order.paid_cents),
+        "balance_cents": int(order.balance_cents),
+        "balance_due_at": order.balance_due_at,
+        "delivery_at": order.presale_delivery_at,
+        "forfeit": order.presale_unpaid_balance == "forfeit",
+    }
+    return [
+        (c, {**context, "customer_name": c["name"]})
+        for c in _customers(conn, [str(order.customer_id)])
     ]
 
 

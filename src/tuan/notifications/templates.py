@@ -115,6 +115,54 @@ We hope to see you in another group soon!
 """,
         ),
     },
+    "balance_due": {
+        "zh-CN": (
+            "【Tuan 团】预售尾款待支付:{{ balance_cents | yuan }},"
+            "{{ balance_due_at | local_time }} 截止",
+            """\
+{% if customer_name %}{{ customer_name }},{% endif %}您好:
+
+您参加的预售拼团「{{ campaign_name }}」已成团,现在可以支付尾款了。
+
+订单号:{{ order_id }}
+已付定金:{{ deposit_cents | yuan }}
+应付尾款:{{ balance_cents | yuan }}
+尾款截止:{{ balance_due_at | local_time }}
+预计发货:{{ delivery_at | local_time }}
+
+{% if forfeit %}
+按本活动的退款规则,逾期未付尾款定金不退。
+{% else %}
+逾期未付尾款,订单将取消,定金全额退还。
+{% endif %}
+
+—— Tuan 团
+""",
+        ),
+        "en": (
+            "[Tuan] Presale balance due: {{ balance_cents | yuan }} by "
+            "{{ balance_due_at | local_time }}",
+            """\
+Hello{% if customer_name %} {{ customer_name }}{% endif %},
+
+Your presale group buy "{{ campaign_name }}" has formed: you can now pay the balance.
+
+Order: {{ order_id }}
+Deposit paid: {{ deposit_cents | yuan }}
+Balance due: {{ balance_cents | yuan }}
+Pay by: {{ balance_due_at | local_time }}
+Expected delivery: {{ delivery_at | local_time }}
+
+{% if forfeit %}
+Under this campaign's refund policy the deposit is not refunded if the balance is not paid in time.
+{% else %}
+If the balance is not paid in time, the order is cancelled and the deposit refunded in full.
+{% endif %}
+
+— Tuan
+""",
+        ),
+    },
     "payment_reminder": {
         "zh-CN": (
             "【Tuan 团】待支付提醒:您的拼团订单 {{ amount_cents | yuan }} "
@@ -326,6 +374,7 @@ _OPTIONAL: dict[str, dict[str, Any]] = {
     "group_formed": {"customer_name": "", "pickup_point": None, "pickup_address": None},
     "group_failed_refunded": {"customer_name": "", "refund_cents": None},
     "payment_reminder": {"customer_name": ""},
+    "balance_due": {"customer_name": "", "forfeit": False},
     "project_task_assigned": {"starts_at": None, "due_at": None},
     "project_task_due_soon": {"starts_at": None},
     "project_task_overdue": {"starts_at": None},

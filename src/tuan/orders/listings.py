@@ -18,7 +18,15 @@ from tuan.orders.store import orders
 from tuan.shared.listing import Field, Listing
 from tuan.shared.sql import as_dict
 
-STATUSES = ("pending_payment", "paid", "confirmed", "completed", "cancelled", "refunded")
+STATUSES = (
+    "pending_payment",
+    "awaiting_balance",
+    "paid",
+    "confirmed",
+    "completed",
+    "cancelled",
+    "refunded",
+)
 
 _JOINED = (
     orders.join(customers, customers.c.id == orders.c.customer_id)
@@ -95,6 +103,8 @@ def order_detail(conn: Connection, order_id: str) -> dict[str, Any] | None:
                 customers.c.name.label("customer_name"),
                 customers.c.phone.label("customer_phone"),
                 campaigns.c.name.label("campaign_name"),
+                campaigns.c.presale_delivery_at,
+                campaigns.c.presale_unpaid_balance,
                 buy_groups.c.invite_code.label("group_code"),
                 buy_groups.c.status.label("group_status"),
                 communities.c.name.label("community_name"),

@@ -17,6 +17,7 @@ from sqlalchemy import (
 from tuan.shared.db import UTCDateTime, metadata
 
 LIVE = "('pending_payment', 'paid', 'confirmed', 'completed')"
+# A presale order awaiting its balance holds stock but no longer a place in an open group.
 
 orders = Table(
     "orders",
@@ -46,6 +47,14 @@ orders = Table(
     Column("paid_at", UTCDateTime, nullable=True),
     Column("confirmed_at", UTCDateTime, nullable=True),
     Column("closed_at", UTCDateTime, nullable=True),
+    # Presale (ADR 0009), NULL otherwise: the deposit (per unit x quantity) paid when joining;
+    # the balance due once the group closed formed, payable from ``balance_opens_at`` until
+    # ``balance_due_at`` (the deadline queue of the balance sweep); whether the customer was told.
+    Column("deposit_cents", Integer, nullable=True),
+    Column("balance_cents", Integer, nullable=True),
+    Column("balance_opens_at", UTCDateTime, nullable=True),
+    Column("balance_due_at", UTCDateTime, nullable=True),
+    Column("balance_notified", Boolean, nullable=False, server_default="0"),
     CheckConstraint("quantity >= 1", name="quantity_pos"),
     CheckConstraint("amount_cents >= 0", name="amount_nonneg"),
     CheckConstraint("refunded_cents >= 0 AND refunded_cents <= paid_cents", name="refund_le_paid"),
@@ -88,6 +97,19 @@ orders = Table(
         unique=True,
         sqlite_where=text(f"status IN {LIVE}"),
         postgresql_where=text(f"status IN {LIVE}"),
+    ),
+    # The balance queues: notices when the window opens, the sweep when it closes.
+    Index(
+        "ix_orders_balance_due",
+        "balance_due_at",
+        sqlite_where=text("status = 'awaiting_balance'"),
+        postgresql_where=text("status = 'awaiting_balance'"),
+    ),
+    Index(
+        "ix_orders_balance_notice",
+        "balance_opens_at",
+        sqlite_where=text("status = 'awaiting_balance'"),
+        postgresql_where=text("status = 'awaiting_balance'"),
     ),
     # The payment-deadline queue.
     Index(

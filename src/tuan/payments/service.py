@@ -16,7 +16,14 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from tuan.groupbuy import service as groupbuy
-from tuan.orders.errors import ORDER_NOT_PAYABLE, PAYMENT_DEADLINE_PASSED
+from tuan.orders.errors import (
+    BALANCE_NOT_DUE,
+    BALANCE_WINDOW_CLOSED,
+    BALANCE_WINDOW_NOT_OPEN,
+    NOT_PRESALE,
+    ORDER_NOT_PAYABLE,
+    PAYMENT_DEADLINE_PASSED,
+)
 from tuan.orders.store import orders
 from tuan.payments import ledger
 from tuan.payments.errors import (
@@ -40,6 +47,7 @@ from tuan.payments.store import (
     refunds,
 )
 from tuan.shared import events as ev
+from tuan.shared.clock import to_zone
 from tuan.shared.db import Database
 from tuan.shared.errors import NOT_FOUND, DomainError
 from tuan.shared.ids import new_id
@@ -94,18 +102,33 @@ def start_payment(
                 payment_id=row["id"], order_id=order_id, amount_cents=row["amount_cents"]
             )
             return {**row, "pay_url": checkout.pay_url}
-    payment_id = new_id("pay")
-    checkout = provider.checkout(
-        payment_id=payment_id, order_id=order_id, amount_cents=order["amount_cents"]
+    # A presale order pays its deposit first (ADR 0009); any other order its whole amount.
+    deposit = order.get("deposit_cents")
+    amount = order["amount_cents"] if deposit is None else deposit
+    return _new_payment(
+        conn, order_id, provider, amount, "order" if deposit is None else "deposit", now
     )
+
+
+def _new_payment(
+    conn: Connection,
+    order_id: str,
+    provider: PaymentProvider,
+    amount: int,
+    purpose: str,
+    now: datetime,
+) -> dict[str, Any]:
+    payment_id = new_id("pay")
+    checkout = provider.checkout(payment_id=payment_id, order_id=order_id, amount_cents=amount)
     row = {
         "id": payment_id,
         "order_id": order_id,
         "provider": provider.name,
         "provider_ref": checkout.provider_ref,
-        "amount_cents": order["amount_cents"],
+        "amount_cents": amount,
         "refunded_cents": 0,
         "status": "pending",
+        "purpose": purpose,
         "late": False,
         "failure_reason": None,
         "created_at": now,
@@ -113,6 +136,48 @@ def start_payment(
     }
     INSERT_PAYMENT(conn, row)
     return {**row, "pay_url": checkout.pay_url}
+
+
+def _shanghai(when: datetime) -> str:
+    return to_zone(when).strftime("%Y-%m-%d %H:%M (Asia/Shanghai)")
+
+
+def start_balance_payment(
+    conn: Connection, order_id: str, provider: PaymentProvider, now: datetime
+) -> dict[str, Any]:
+    """Create (or return the open) balance payment of a presale order awaiting its balance,
+    while its window is open (ADR 0009)."""
+    order = _order(conn, order_id)
+    if order["deposit_cents"] is None:
+        raise DomainError(NOT_PRESALE, order_id=order_id)
+    if order["status"] != "awaiting_balance":
+        raise DomainError(BALANCE_NOT_DUE, order_id=order_id, status=order["status"])
+    if now < order["balance_opens_at"]:
+        raise DomainError(
+            BALANCE_WINDOW_NOT_OPEN,
+            order_id=order_id,
+            opens_at=_shanghai(order["balance_opens_at"]),
+        )
+    if now >= order["balance_due_at"]:
+        raise DomainError(
+            BALANCE_WINDOW_CLOSED, order_id=order_id, closes_at=_shanghai(order["balance_due_at"])
+        )
+    existing = as_dict(
+        conn.execute(
+            select(payments).where(
+                payments.c.order_id == order_id,
+                payments.c.provider == provider.name,
+                payments.c.status == "pending",
+                payments.c.purpose == "balance",
+            )
+        ).first()
+    )
+    if existing is not None:
+        checkout = provider.checkout(
+            payment_id=existing["id"], order_id=order_id, amount_cents=existing["amount_cents"]
+        )
+        return {**existing, "pay_url": checkout.pay_url}
+    return _new_payment(conn, order_id, provider, order["balance_cents"], "balance", now)
 
 
 def handle_callback(
@@ -161,7 +226,12 @@ def handle_callback(
         order_id=payment["order_id"],
         payment_id=payment["id"],
     )
-    paid = ORDER_PAID(conn, {"id": payment["order_id"], "amount": amount, "now": now}).first()
+    if payment["purpose"] == "balance":
+        if groupbuy.balance_paid(conn, payment["order_id"], amount, now):
+            return "paid"
+        paid = None
+    else:
+        paid = ORDER_PAID(conn, {"id": payment["order_id"], "amount": amount, "now": now}).first()
     if paid is not None:
         order = {"id": payment["order_id"], **paid._mapping}
         record(
@@ -209,6 +279,21 @@ def recognise_revenue(conn: Connection, order: dict[str, Any], final: int, now: 
     )
 
 
+def forfeit_deposit(conn: Connection, order: dict[str, Any], now: datetime) -> int:
+    """A presale deposit kept under a ``forfeit`` (定金不退) policy: what the customer paid and
+    was not refunded moves from customer_orders to revenue as a ``forfeit`` transaction."""
+    amount = int(order["paid_cents"]) - int(order["refunded_cents"])
+    if amount > 0:
+        ledger.post(
+            conn,
+            "forfeit",
+            [("customer_orders", amount), ("revenue", -amount)],
+            now,
+            order_id=order["id"],
+        )
+    return amount
+
+
 def refund_order_in_full(
     conn: Connection, order: dict[str, Any], now: datetime, reason: str
 ) -> None:
@@ -242,43 +327,75 @@ def request_refund(
     refund_no = refund_no.strip()
     if not refund_no or len(refund_no) > 64:
         raise DomainError(REFUND_INVALID, detail="refund_no must be 1–64 characters")
-    existing = as_dict(
-        conn.execute(
-            select(refunds).where(refunds.c.order_id == order_id, refunds.c.refund_no == refund_no)
-        ).first()
-    )
-    if existing is not None:
-        if existing["amount_cents"] != amount_cents:
+    second = _second_part(refund_no)
+    parts = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(refunds)
+            .where(refunds.c.order_id == order_id, refunds.c.refund_no.in_((refund_no, second)))
+            .order_by(refunds.c.created_at, refunds.c.id)
+        )
+    ]
+    first = next((p for p in parts if p["refund_no"] == refund_no), None)
+    if first is not None:
+        total = sum(p["amount_cents"] for p in parts)
+        if total != amount_cents:
             raise DomainError(REFUND_NO_REUSED, refund_no=refund_no)
-        return existing
+        return {**first, "amount_cents": total}
     order = _order(conn, order_id)
-    payment = as_dict(
-        conn.execute(
-            select(payments).where(
+    # A presale order has two payments (deposit, balance): the balance is refunded first.
+    paid = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(payments)
+            .where(
                 payments.c.order_id == order_id,
                 payments.c.status == "succeeded",
                 payments.c.late.is_(False),
             )
-        ).first()
-    )
-    if payment is None:
+            .order_by((payments.c.purpose == "balance").desc(), payments.c.created_at)
+        )
+    ]
+    if not paid:
         raise DomainError(REFUND_INVALID, detail=f"order {order_id} has no payment to refund")
     account = (
         "revenue"
         if order["confirmed_at"] is not None and reason != "tier_price"
         else "customer_orders"
     )
-    return _request(
-        conn,
-        payment=payment,
-        order_id=order_id,
-        amount_cents=amount_cents,
-        refund_no=refund_no,
-        reason=reason,
-        account=account,
-        now=now,
-        touch_order=True,
-    )
+    left = sum(p["amount_cents"] - p["refunded_cents"] for p in paid)
+    if len(paid) > 1 and amount_cents > left:
+        raise DomainError(REFUND_EXCEEDS, amount=amount_cents, left=left)
+    rows: list[dict[str, Any]] = []
+    remaining = amount_cents
+    for payment in paid:
+        room = payment["amount_cents"] - payment["refunded_cents"]
+        take = remaining if len(paid) == 1 else min(room, remaining)
+        if take <= 0:
+            continue
+        rows.append(
+            _request(
+                conn,
+                payment=payment,
+                order_id=order_id,
+                amount_cents=take,
+                refund_no=refund_no if not rows else second,
+                reason=reason,
+                account=account,
+                now=now,
+                touch_order=True,
+            )
+        )
+        remaining -= take
+        if remaining == 0:
+            break
+    return {**rows[0], "amount_cents": amount_cents}
+
+
+def _second_part(refund_no: str) -> str:
+    """The refund id of the second part of a refund spread over a presale order's deposit and
+    balance payments (one refund id per order for the caller)."""
+    return f"{refund_no[:62]}#2"
 
 
 def request_after_sales_refund(

@@ -29,6 +29,8 @@ payments = Table(
     Column("amount_cents", Integer, nullable=False),
     Column("refunded_cents", Integer, nullable=False, server_default="0"),
     Column("status", String(12), nullable=False),  # pending|succeeded|failed
+    # order: the whole amount · deposit / balance: the two payments of a presale order
+    Column("purpose", String(8), nullable=False, server_default="order"),
     Column("late", Boolean, nullable=False, server_default="0"),  # arrived after order closed
     Column("failure_reason", String(64), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
@@ -112,7 +114,7 @@ from sqlalchemy import Boolean as _Boolean  # noqa: E402
 from tuan.shared.db import insert_row, stmt  # noqa: E402
 
 _PAYMENT_COLS = (
-    "id, order_id, provider, provider_ref, amount_cents, refunded_cents, status, late,"
+    "id, order_id, provider, provider_ref, amount_cents, refunded_cents, status, purpose, late,"
     " failure_reason, created_at, succeeded_at"
 )
 INSERT_PAYMENT = insert_row(payments)

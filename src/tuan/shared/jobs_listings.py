@@ -67,11 +67,13 @@ def reminders_due(conn: Connection, now: datetime, before: timedelta) -> int:
 def due_work(conn: Connection, now: datetime, reminder_before: timedelta) -> dict[str, int]:
     """Items waiting now, per job name of ``entrypoints.jobs.tasks.TASKS``."""
     overdue = groupbuy.count_due(conn, now)
+    presale = groupbuy.count_due_balances(conn, now)
     return {
         "advance_campaigns": campaigns_due(conn, now),
         "expire_orders": overdue["orders"],
         "expire_groups": overdue["groups"],
         "payment_reminders": reminders_due(conn, now, reminder_before),
+        "presale_balances": presale["balances"] + presale["balance_notices"],
         "send_refunds": payment_lists.pending_refunds(conn),
         "deliver_sandbox_callbacks": payment_lists.sandbox_callbacks_due(conn, now),
         "dispatch_notifications": notification_lists.undispatched_events(conn),

@@ -19,6 +19,7 @@ from tuan.entrypoints.api.routes import (
     groupbuy,
     marketing,
     notifications,
+    presale,
     project_tracking,
     projects,
     system,
@@ -71,6 +72,7 @@ def create_app(container: Container | None = None, *, scheduler: bool | None = N
     app.include_router(groupbuy.money, responses=errors)
     app.include_router(system.router, responses=errors)
     app.include_router(groupbuy.router, responses=errors)
+    app.include_router(presale.router, responses=errors)
     app.include_router(catalog.router, responses=errors)
     app.include_router(notifications.router, responses=errors)
     app.include_router(analytics.router, responses=errors)

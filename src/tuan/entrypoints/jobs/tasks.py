@@ -42,6 +42,12 @@ def payment_reminders(c: Container, batch: int) -> int:
     return c.db.write(lambda conn: groupbuy.due_payment_reminders(conn, c.clock(), before, batch))
 
 
+def presale_balances(c: Container, batch: int) -> int:
+    """Presale (ADR 0009): tell customers whose balance window opened; cancel missed balances."""
+    told = c.db.write(lambda conn: groupbuy.due_balance_notices(conn, c.clock(), batch))
+    return told + c.db.write(lambda conn: groupbuy.expire_due_balances(conn, c.clock(), batch))
+
+
 def send_refunds(c: Container, batch: int) -> int:
     return payments.dispatch_refunds(c.db, c.providers, c.clock, batch).sent
 
@@ -178,6 +184,7 @@ TASKS: dict[str, Task] = {
     "expire_orders": expire_orders,
     "expire_groups": expire_groups,
     "payment_reminders": payment_reminders,
+    "presale_balances": presale_balances,
     "send_refunds": send_refunds,
     "deliver_sandbox_callbacks": deliver_sandbox_callbacks,
     "sync_budget_spend": sync_budget_spend,

@@ -88,7 +88,7 @@ def _with_payment(conn: Connection, c: Container, placement: groupbuy.Placement)
         "order_id": placement.order["id"],
         "group_id": placement.group["id"],
         "invite_code": placement.group["invite_code"],
-        "amount_cents": placement.order["amount_cents"],
+        "amount_cents": payment["amount_cents"],  # a presale's deposit, else the order's amount
         "payment_id": payment["id"],
         "pay_url": payment["pay_url"],
     }
@@ -231,7 +231,7 @@ def group_view(conn: Connection, code: str, who: Shopper, now: datetime) -> dict
     )
     final = (
         group["status"] in FINAL_GROUP_STATES
-        and not (mine is not None and mine["status"] == "pending_payment")
+        and not (mine is not None and mine["status"] in ("pending_payment", "awaiting_balance"))
         and not refund_pending
         and not (group_refunds and group_refunds["done"] < group_refunds["total"])
     )
@@ -255,6 +255,11 @@ def group_view(conn: Connection, code: str, who: Shopper, now: datetime) -> dict
         "place": place,
         "final": final,
         "seconds_left": (group["deadline_at"] - now).total_seconds(),
+        # presale (ADR 0009): deposit, balance, delivery date
+        "presale": campaign.get("presale"),
+        "balance_payable": mine is not None
+        and mine["status"] == "awaiting_balance"
+        and mine["balance_opens_at"] <= now < mine["balance_due_at"],
     }
 
 
@@ -448,6 +453,32 @@ async def pay_order(request: Request, order_id: str, who: Who, key: FormStr = ""
     back = f"/s/g/{owner['invite_code']}"
     try:
         result = await _idempotent(c, who, request.url.path, key, {"order": order_id}, fn)
+    except DomainError as exc:
+        return shop.redirect(request, who, back, shop.friendly(exc, who.locale), error=True)
+    return shop.redirect(request, who, _checkout_url(str(result["pay_url"]), back))
+
+
+@router.post("/s/o/{order_id}/balance", include_in_schema=False)
+async def pay_balance(request: Request, order_id: str, who: Who, key: FormStr = "") -> Response:
+    """Pay one's presale balance while its window is open: to the provider's checkout."""
+    if not who.signed_in:
+        return shop.redirect(request, who, _login_url("/s/me"))
+    if not _valid_key(key):
+        return _stale_page(request, who)
+    c = shop.container_of(request)
+    with c.db.read() as conn:
+        owner = store.order_owner(conn, order_id)
+    if owner is None or owner["customer_id"] != who.customer_id:
+        raise DomainError(NOT_FOUND, kind="order", id=order_id)
+    provider = payments._provider(c.providers, "sandbox")
+
+    def fn(conn: Connection) -> dict[str, Any]:
+        payment = payments.start_balance_payment(conn, order_id, provider, c.clock())
+        return {"payment_id": payment["id"], "pay_url": payment["pay_url"]}
+
+    back = f"/s/g/{owner['invite_code']}"
+    try:
+        result = await _idempotent(c, who, request.url.path, key, {"balance": order_id}, fn)
     except DomainError as exc:
         return shop.redirect(request, who, back, shop.friendly(exc, who.locale), error=True)
     return shop.redirect(request, who, _checkout_url(str(result["pay_url"]), back))

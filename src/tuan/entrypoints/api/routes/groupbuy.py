@@ -68,6 +68,15 @@ def _rules(body: CampaignIn) -> model.CampaignRules:
         auto_close_at_warning=body.auto_close_at_warning,
         community_ids=tuple(body.community_ids),
         refund_policy=body.refund_policy,
+        presale=None
+        if body.presale is None
+        else model.Presale(
+            deposit_cents=body.presale.deposit_cents,
+            balance_opens_at=body.presale.balance_opens_at,
+            balance_closes_at=body.presale.balance_closes_at,
+            delivery_at=body.presale.delivery_at,
+            unpaid_balance=body.presale.unpaid_balance,
+        ),
         items=tuple(
             model.ItemRules(
                 sku_id=i.sku_id,

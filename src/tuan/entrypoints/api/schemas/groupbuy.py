@@ -22,6 +22,33 @@ class ItemIn(In):
     stock_cap: Annotated[StrictInt, Field(ge=1)] | None = None
 
 
+class PresaleIn(In):
+    """Presale (预售, ADR 0009): a deposit per unit when joining, the balance in a window after
+    the group closes formed, delivery on a date (times with a zone; shown in Asia/Shanghai)."""
+
+    deposit_cents: PositiveCents = Field(
+        description="Per unit; below the lowest price a member can end up paying."
+    )
+    balance_opens_at: AwareDatetime
+    balance_closes_at: AwareDatetime = Field(
+        description="After the campaign ends, before or at delivery."
+    )
+    delivery_at: AwareDatetime
+    unpaid_balance: Literal["refund", "forfeit"] = Field(
+        "refund",
+        description="The deposit of a balance not paid in the window: refunded in full "
+        "(default), or forfeited (定金不退: must be written in the refund policy).",
+    )
+
+
+class PresaleOut(Out):
+    deposit_cents: int
+    balance_opens_at: datetime
+    balance_closes_at: datetime
+    delivery_at: datetime
+    unpaid_balance: str
+
+
 class CampaignIn(In):
     name: Annotated[str, Field(min_length=1, max_length=160)]
     description: str = ""
@@ -39,6 +66,7 @@ class CampaignIn(In):
     auto_close_at_warning: bool = True
     community_ids: list[Id] = Field(default_factory=list, max_length=1000)
     refund_policy: str = ""
+    presale: PresaleIn | None = None
     items: list[ItemIn] = Field(min_length=1, max_length=50)
     publish: bool = False
 
@@ -73,6 +101,7 @@ class CampaignOut(Out):
     community_ids: list[str]
     refund_policy: str
     ended_reason: str | None
+    presale: PresaleOut | None = None
     items: list[CampaignItemOut]
     created_at: datetime
     updated_at: datetime
@@ -156,6 +185,10 @@ class OrderOut(Out):
     created_at: datetime
     paid_at: datetime | None
     confirmed_at: datetime | None
+    deposit_cents: int | None = Field(None, description="Presale: the deposit (NULL otherwise).")
+    balance_cents: int | None = Field(None, description="Presale: the balance, once settled.")
+    balance_opens_at: datetime | None = None
+    balance_due_at: datetime | None = None
 
 
 class PaymentOut(Out):
@@ -166,6 +199,7 @@ class PaymentOut(Out):
     amount_cents: int
     refunded_cents: int
     status: str
+    purpose: str = Field("order", description="order, or a presale's deposit or balance.")
     late: bool
     failure_reason: str | None
     created_at: datetime
@@ -201,3 +235,26 @@ class SandboxPayIn(In):
     outcome: Literal["success", "decline", "insufficient_funds"] = "success"
     delay_s: Annotated[float, Field(ge=0, le=86400)] | None = None
     duplicates: Annotated[StrictInt, Field(ge=0, le=5)] = 0
+
+
+class PresaleOrderOut(Out):
+    """A presale order's money and dates: deposit paid, balance due or paid, delivery."""
+
+    order_id: str
+    status: str
+    quantity: int
+    deposit_cents: int
+    deposit_paid_cents: int
+    final_amount_cents: int | None
+    balance_cents: int | None
+    balance_paid_cents: int
+    balance_opens_at: datetime | None
+    balance_due_at: datetime | None
+    balance_payable: bool
+    delivery_at: datetime
+    delivery_date_local: str = Field(description="The delivery date in Asia/Shanghai.")
+    unpaid_balance: str
+    deposit_outcome: str | None = Field(
+        None, description="For a missed balance: refund or forfeit."
+    )
+    refunded_cents: int

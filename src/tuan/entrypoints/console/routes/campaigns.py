@@ -34,7 +34,7 @@ from tuan.entrypoints.console.tables import Col, Table, export_table, render_tab
 from tuan.entrypoints.console.web import ConsoleUser, Need
 from tuan.groupbuy import listings, model
 from tuan.groupbuy import service as groupbuy
-from tuan.groupbuy.errors import CAMPAIGN_INVALID
+from tuan.groupbuy.errors import CAMPAIGN_INVALID, PRESALE_INVALID
 from tuan.shared.clock import to_zone
 from tuan.shared.errors import NOT_FOUND, DomainError
 
@@ -147,6 +147,13 @@ class CampaignForm:
     auto_close: bool = True
     community_ids: list[str] = field(default_factory=list)
     items: list[ItemRow] = field(default_factory=list)
+    # presale (预售, ADR 0009): off unless ticked
+    presale_on: bool = False
+    presale_deposit: str = ""
+    balance_opens_at: str = ""
+    balance_closes_at: str = ""
+    delivery_at: str = ""
+    unpaid_balance: str = "refund"
 
     @classmethod
     def blank_for(cls, now: datetime, tz: str) -> CampaignForm:
@@ -181,6 +188,7 @@ class CampaignForm:
             virtual_within=_opt(campaign["virtual_within"]),
             auto_close=bool(campaign["auto_close_at_warning"]),
             community_ids=list(campaign["community_ids"]),
+            **_presale_form(campaign.get("presale"), tz),
             items=[
                 ItemRow(
                     sku_id=item["sku_id"],
@@ -236,7 +244,26 @@ class CampaignForm:
             auto_close=get("auto_close") == "1",
             community_ids=[v for v in form.getlist("community_ids") if isinstance(v, str)][:1000],
             items=kept,
+            presale_on=get("presale_on") == "1",
+            presale_deposit=get("presale_deposit"),
+            balance_opens_at=get("balance_opens_at"),
+            balance_closes_at=get("balance_closes_at"),
+            delivery_at=get("delivery_at"),
+            unpaid_balance=get("unpaid_balance") or "refund",
         )
+
+
+def _presale_form(presale: dict[str, Any] | None, tz: str) -> dict[str, Any]:
+    if presale is None:
+        return {}
+    return {
+        "presale_on": True,
+        "presale_deposit": yuan_input(presale["deposit_cents"]),
+        "balance_opens_at": local_input(presale["balance_opens_at"], tz),
+        "balance_closes_at": local_input(presale["balance_closes_at"], tz),
+        "delivery_at": local_input(presale["delivery_at"], tz),
+        "unpaid_balance": presale["unpaid_balance"],
+    }
 
 
 def _opt(value: int | None) -> str:
@@ -456,6 +483,26 @@ def parse(
                 "stock_cap": cap,
             }
         )
+    presale: dict[str, Any] | None = None
+    if f.presale_on:
+        deposit, err = parse_yuan(f.presale_deposit)
+        if err:
+            p.add("presale_deposit", *err)
+        times: dict[str, datetime] = {}
+        for key in ("balance_opens_at", "balance_closes_at", "delivery_at"):
+            when, err = parse_local(getattr(f, key), tz)
+            if err:
+                p.add(key, *err)
+            times[key] = when or ends + timedelta(days={"balance_opens_at": 1}.get(key, 2))
+        if f.unpaid_balance not in model.UNPAID_BALANCE_POLICIES:
+            p.add("unpaid_balance", "请选择未付尾款时定金的处理。", "Choose what happens.")
+        presale = {
+            "deposit_cents": deposit if deposit is not None else 1,
+            **times,
+            "unpaid_balance": f.unpaid_balance
+            if f.unpaid_balance in model.UNPAID_BALANCE_POLICIES
+            else "refund",
+        }
     payload: dict[str, Any] = {
         "name": name,
         "description": f.description.strip(),
@@ -473,6 +520,7 @@ def parse(
         "auto_close_at_warning": f.auto_close,
         "community_ids": community_ids,
         "refund_policy": f.refund_policy.strip(),
+        "presale": presale,
         "items": items,
     }
     return Parsed(payload, p, sku_keys)
@@ -497,6 +545,7 @@ def rules_of(payload: dict[str, Any], sku_keys: list[str] | None = None) -> mode
         auto_close_at_warning=payload["auto_close_at_warning"],
         community_ids=tuple(payload["community_ids"]),
         refund_policy=payload["refund_policy"],
+        presale=None if payload.get("presale") is None else model.Presale(**payload["presale"]),
         items=tuple(
             model.ItemRules(
                 sku_id=sku_keys[i] if sku_keys else item["sku_id"],
@@ -527,6 +576,31 @@ _ENGINE_FIELDS: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
         (r"leader_discount_cents must", "leader_discount", "The discount cannot be negative."),
         (r"virtual_within must", "virtual_within", "Must be between 1 and N−1."),
         (r"a campaign needs at least one SKU", "items", "Add at least one item."),
+        # presale (presale_invalid)
+        (r"presale times must", "balance_opens_at", "Times need a time zone."),
+        (r"deposit must be > 0", "presale_deposit", "The deposit must be above 0."),
+        (
+            r"deposit must be below",
+            "presale_deposit",
+            "The deposit must be below the lowest price a member can pay.",
+        ),
+        (r"the balance window must close after it", "balance_closes_at", "Close after opening."),
+        (
+            r"the balance window must close after the campaign",
+            "balance_closes_at",
+            "The balance window must close after the campaign ends.",
+        ),
+        (
+            r"the balance window must close before",
+            "balance_closes_at",
+            "The balance window must close before or at delivery.",
+        ),
+        (r"unpaid_balance must", "unpaid_balance", "Choose refund or forfeit."),
+        (
+            r"a forfeited deposit must",
+            "refund_policy",
+            "Write 定金不退 (deposits are forfeited) in the refund policy.",
+        ),
         (r"SKU (?P<sku>.+) listed twice", "sku_id", "This SKU is already listed above."),
         (r"group price of (?P<sku>.+) must", "group_price", "The price must be above 0."),
         (r"stock cap of (?P<sku>.+) must", "stock_cap", "The cap must be at least 1."),
@@ -576,8 +650,10 @@ def _depends_on(name: str, p: Problems) -> bool:
         return p.has("starts_at")
     if name in ("group_max", "virtual_within"):
         return p.has("group_size")
-    if name == "leader_discount":
-        return p.has_prefix("items")
+    if name in ("leader_discount", "presale_deposit"):
+        return p.has_prefix("items") or (name == "presale_deposit" and p.has("leader_discount"))
+    if name == "balance_closes_at":
+        return p.has("balance_opens_at") or p.has("delivery_at") or p.has("ends_at")
     if m := re.fullmatch(r"items-([0-9]+)-tiers", name):
         return p.has(f"items-{m[1]}-group_price") or p.has_prefix(f"items-{m[1]}-tiers-")
     return False
@@ -596,6 +672,8 @@ def _schema_field(loc: tuple[int | str, ...]) -> str:
     if not loc:
         return "form"
     head = str(loc[0])
+    if head == "presale" and len(loc) >= 2:
+        return "presale_deposit" if loc[1] == "deposit_cents" else str(loc[1])
     if head != "items" or len(loc) < 3:
         return _SCHEMA_FIELDS.get(head, head)
     i, what = loc[1], str(loc[2])
@@ -611,7 +689,7 @@ def _bound(name: str, value: Any, locale: str) -> str:
     """A bound of the schema in the field's own unit."""
     if name in ("group_ttl", "payment_timeout"):
         return web.fmt_duration(int(value), locale)
-    if name == "leader_discount" or name.endswith(("group_price", "-price")):
+    if name in ("leader_discount", "presale_deposit") or name.endswith(("group_price", "-price")):
         return web.fmt_yuan(int(value))
     return f"{int(value):,}"
 
@@ -652,7 +730,7 @@ def check(parsed: Parsed, locale: str) -> Problems:
     try:
         rules_of(parsed.payload, parsed.sku_keys).validate()
     except DomainError as exc:
-        if exc.error is not CAMPAIGN_INVALID:
+        if exc.error not in (CAMPAIGN_INVALID, PRESALE_INVALID):
             raise
         for name, zh, en in engine_problems(str(exc.params.get("detail", "")), parsed.sku_keys):
             if not p.has(name) and not _depends_on(name, p):
@@ -666,7 +744,7 @@ def check(parsed: Parsed, locale: str) -> Problems:
 def service_problem(exc: DomainError, parsed: Parsed, locale: str) -> Problems:
     """A refusal of the service itself (a SKU or community gone meanwhile, not editable…)."""
     p = Problems(locale)
-    if exc.error is CAMPAIGN_INVALID:
+    if exc.error in (CAMPAIGN_INVALID, PRESALE_INVALID):
         for name, zh, en in engine_problems(str(exc.params.get("detail", "")), parsed.sku_keys):
             p.add(name, zh, en)
         return p
@@ -722,6 +800,11 @@ FIELD_LABELS: dict[str, Msg] = {
     "virtual_within": ("模拟成团", "Virtual completion"),
     "auto_close": ("警戒库存自动停售", "Stop at the warning level"),
     "community_ids": ("开放小区", "Communities"),
+    "presale_deposit": ("预售定金", "Presale deposit"),
+    "balance_opens_at": ("尾款开始", "Balance opens"),
+    "balance_closes_at": ("尾款截止", "Balance closes"),
+    "delivery_at": ("发货日期", "Delivery date"),
+    "unpaid_balance": ("未付尾款的定金", "Deposit of an unpaid balance"),
 }
 ITEM_LABELS: dict[str, Msg] = {
     "sku_id": ("商品", "SKU"),

@@ -31,6 +31,7 @@ GROUP_STATUSES: tuple[tuple[str, str, str], ...] = (
 )
 ORDER_STATUSES: dict[str, tuple[str, str]] = {
     "pending_payment": ("待支付", "Awaiting payment"),
+    "awaiting_balance": ("待付尾款", "Awaiting balance"),
     "paid": ("已支付", "Paid"),
     "confirmed": ("已确认", "Confirmed"),
     "completed": ("已完成", "Completed"),
@@ -46,6 +47,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "payment_timeout": ("超时未支付", "not paid in time"),
     "group_closed": ("团已截止", "group closed"),
     "group_failed": ("未成团", "group failed"),
+    "balance_missed": ("未按时付尾款", "balance not paid in time"),
     "customer": ("顾客取消", "cancelled by the customer"),
     "tier_price": ("阶梯价差额", "tier price difference"),
     "late_payment": ("迟到付款", "late payment"),

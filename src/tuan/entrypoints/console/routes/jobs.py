@@ -34,6 +34,12 @@ JOBS: dict[str, tuple[str, str, str, str]] = {  # name: (zh, en, unit zh, unit e
         "groups",
     ),
     "payment_reminders": ("支付提醒", "Payment reminders", "单", "orders"),
+    "presale_balances": (
+        "预售尾款:开放通知与逾期取消",
+        "Presale balances: notices and missed windows",
+        "单",
+        "orders",
+    ),
     "send_refunds": ("向支付渠道发送退款", "Send refunds to the providers", "笔", "refunds"),
     "deliver_sandbox_callbacks": (
         "沙箱支付回调",

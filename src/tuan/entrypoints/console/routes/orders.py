@@ -45,6 +45,7 @@ Refunder = Annotated[ConsoleUser, Depends(Need(Perm.REFUNDS_CREATE))]
 
 ORDER_STATUS: tuple[tuple[str, str, str], ...] = (
     ("pending_payment", "待支付", "Awaiting payment"),
+    ("awaiting_balance", "待付尾款", "Awaiting balance"),
     ("paid", "已支付", "Paid"),
     ("confirmed", "已确认", "Confirmed"),
     ("completed", "已完成", "Completed"),
@@ -61,6 +62,7 @@ CANCEL_REASONS: dict[str, tuple[str, str]] = {
     "payment_timeout": ("超时未支付", "Not paid in time"),
     "customer": ("顾客取消", "Cancelled by the customer"),
     "group_failed": ("拼团失败", "Group failed"),
+    "balance_missed": ("未按时付尾款", "Balance not paid in time"),
 }
 REFUND_KEY_RE = re.compile(r"^cs-[A-Za-z0-9_-]{16,60}$")
 _YUAN_RE = re.compile(r"^\d{1,9}(?:\.\d{1,2})?$")
