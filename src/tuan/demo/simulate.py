@@ -1599,7 +1599,7 @@ class _Simulation:
 
             def place(conn: Connection, c: _Customer = customer, t: datetime = when) -> str:
                 if not placed:
-                    return str(
+                    order_id = str(
                         groupbuy.open_group(
                             conn,
                             campaign_id=campaign_id,
@@ -1609,16 +1609,27 @@ class _Simulation:
                             now=t,
                         ).order["id"]
                     )
-                code = conn.execute(
-                    select(buy_groups.c.invite_code)
-                    .select_from(orders_table.join(buy_groups))
-                    .where(orders_table.c.id == placed[0])
-                ).scalar_one()
-                return str(
-                    groupbuy.join_group(
-                        conn, customer_id=c.id, sku_id=None, quantity=1, now=t, invite_code=code
-                    ).order["id"]
-                )
+                else:
+                    code = conn.execute(
+                        select(buy_groups.c.invite_code)
+                        .select_from(orders_table.join(buy_groups))
+                        .where(orders_table.c.id == placed[0])
+                    ).scalar_one()
+                    order_id = str(
+                        groupbuy.join_group(
+                            conn, customer_id=c.id, sku_id=None, quantity=1, now=t, invite_code=code
+                        ).order["id"]
+                    )
+                # As every demo order: the shopper looked at the page first, and the join
+                # carries the channel they came by (storefront attribution).
+                b = self.behaviour
+                came = b.landing(b.channel_of(c.index), t, campaign_id)
+                page = Page(campaign_id, self.skus[sku].id, self.skus[sku].category)
+                community_id = self.communities[c.community].id
+                b.before_order(c.index, c.id, community_id, t, page, came, [], cart=OPEN_CART)
+                b.join(conn, order_id, came)
+                b.flush(conn, t)
+                return order_id
 
             try:
                 placed.append(self.c.db.write(place))
