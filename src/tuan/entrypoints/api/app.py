@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from tuan import __version__
 from tuan.bootstrap import Container, build
@@ -26,6 +27,19 @@ from tuan.entrypoints.api.routes import (
 )
 from tuan.entrypoints.api.schemas.common import problem_responses
 from tuan.entrypoints.jobs.scheduler import Scheduler
+
+
+class TuanAPI(FastAPI):
+    """FastAPI, with the one-tap join taken ahead of the middleware stack (``lean.front``,
+    ADR 0010); every other request, and the join's bad requests, take FastAPI's path."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        join = lean.front(self, scope)
+        if join is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        await join(scope, receive, send)
 
 
 def create_app(container: Container | None = None, *, scheduler: bool | None = None) -> FastAPI:
@@ -51,7 +65,7 @@ def create_app(container: Container | None = None, *, scheduler: bool | None = N
             if owned:
                 c.close()
 
-    app = FastAPI(
+    app = TuanAPI(
         title="Tuan 团 API",
         version=__version__,
         description=(

@@ -18,7 +18,7 @@ from tuan.accounts import service as accounts
 from tuan.accounts.permissions import PERM_LABELS, Perm, allowed
 from tuan.bootstrap import Container
 from tuan.payments.store import IDEMPOTENCY_GET, IDEMPOTENCY_PUT
-from tuan.shared.db import RetryTransaction
+from tuan.shared.db import RetryTransaction, UTCDateTime, stmt
 from tuan.shared.errors import (
     FORBIDDEN,
     IDEMPOTENCY_MISMATCH,
@@ -195,6 +195,24 @@ async def money_call(
 MoneyCallDep = Annotated[MoneyCall, Depends(money_call)]
 
 
+class RawJSON:
+    """An answer already serialised (orjson bytes): stored as the idempotent answer and sent
+    as the response without being serialised again (ADR 0010)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+# IDEMPOTENCY_PUT with the answer given as its JSON text (SQLite stores JSON as that text).
+_IDEMPOTENCY_PUT_TEXT = stmt(
+    "INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response, created_at)"
+    " VALUES (:scope, :key, :request_hash, :status_code, :response, :created_at)",
+    created_at=UTCDateTime(),
+)
+
+
 def body_hash(payload: Any) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -210,16 +228,20 @@ def run_idempotent(
             raise DomainError(IDEMPOTENCY_MISMATCH)
         return int(row.status_code), row.response
     result = fn(conn)
+    sqlite = conn.dialect.name == "sqlite"
+    raw = isinstance(result, RawJSON)
     values = {
         "scope": idem.scope,
         "key": idem.key,
         "request_hash": digest,
         "status_code": status_code,
-        "response": result,
+        "response": (result.data.decode() if sqlite else orjson.loads(result.data))
+        if raw
+        else result,
         "created_at": now,
     }
-    if conn.dialect.name == "sqlite":  # one writer: nobody can have stored it meanwhile
-        IDEMPOTENCY_PUT(conn, values)
+    if sqlite:  # one writer: nobody can have stored it meanwhile
+        (_IDEMPOTENCY_PUT_TEXT if raw else IDEMPOTENCY_PUT)(conn, values)
         return status_code, result
     try:
         with conn.begin_nested():
@@ -251,8 +273,9 @@ async def idempotent_write(
 
 
 def json_response(result: Any, status_code: int) -> Response:
-    """A stored (replayable) result, already in JSON form."""
-    return Response(orjson.dumps(result), status_code=status_code, media_type="application/json")
+    """A stored (replayable) result, already in JSON form (or already serialised)."""
+    data = result.data if isinstance(result, RawJSON) else orjson.dumps(result)
+    return Response(data, status_code=status_code, media_type="application/json")
 
 
 def audited(

@@ -30,6 +30,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 from starlette._exception_handler import wrap_app_handling_exceptions
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import Message, Receive, Scope, Send
@@ -48,6 +50,10 @@ class LeanJoinRoute(BaseRoute):
     path = JOIN_PATH
     name = "join_by_code_lean"
     include_in_schema = False  # FastAPI's route, shadowed at run time, documents it
+
+    def __init__(self) -> None:
+        self.front: JoinFront | None = None  # see front(): built on the first join
+        self.front_of: Any = None
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if (
@@ -99,7 +105,9 @@ def _parse(request: Request, body: bytes) -> JoinByCodeIn | None:
 
 
 async def _to_fastapi(scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
-    """Dispatch again through the app's router, skipping this route, with the body replayed."""
+    """Dispatch again through the app's router, skipping this route, with the body replayed.
+    Sent by :class:`JoinFront` (no router in the scope yet): through FastAPI's middleware below
+    the error middleware, i.e. exactly the path the request would have taken."""
     sent = False
 
     async def replay() -> Message:
@@ -109,7 +117,68 @@ async def _to_fastapi(scope: Scope, body: bytes, receive: Receive, send: Send) -
             return {"type": "http.request", "body": body, "more_body": False}
         return await receive()  # after the body: the client's disconnect, when it comes
 
-    await scope["router"].app({**scope, FALLBACK: True}, replay, send)
+    router = scope.get("router")
+    target = router.app if router is not None else scope[_INNER_STACK]
+    await target({**scope, FALLBACK: True}, replay, send)
+
+
+_INNER_STACK = "tuan.lean.stack"  # scope key: FastAPI's stack below ServerErrorMiddleware
+
+
+class JoinFront:
+    """The lean join dispatched *ahead of* FastAPI's middleware stack (ADR 0010).
+
+    FastAPI 0.165 runs every request through its app call (OpenTelemetry provider lookups
+    even when nothing is configured), Starlette's, five middleware layers (server errors,
+    exception telemetry, body limit, exception handlers, an exit stack) and the router before a
+    route is matched. For the join this front keeps what those layers do for it — the app's
+    500 handler (``ServerErrorMiddleware`` with the app's own handler) and the app's exception
+    handlers (taken from the built ``ExceptionMiddleware``), so every error is the same problem
+    document — and skips the rest. FastAPI's body limit is unset (``max_body_size=None``: a
+    pass-through); the exception telemetry reports to OpenTelemetry, which the app does not
+    configure. Requests handed to FastAPI's own route go through the stack below the error
+    middleware, as before. Built lazily from the app's middleware stack, per app."""
+
+    def __init__(self, app: Any, route: LeanJoinRoute) -> None:
+        if app.middleware_stack is None:
+            app.middleware_stack = app.build_middleware_stack()
+        errors = app.middleware_stack
+        if not isinstance(errors, ServerErrorMiddleware):
+            raise TypeError(f"unexpected outer middleware {type(errors).__name__}")
+        handlers: Any = errors.app
+        while handlers is not None and not isinstance(handlers, ExceptionMiddleware):
+            handlers = getattr(handlers, "app", None)
+        if handlers is None:
+            raise TypeError("no ExceptionMiddleware in the app's stack")
+        self.route = route
+        self.inner = errors.app
+        self.handlers = (handlers._exception_handlers, handlers._status_handlers)
+        self.asgi = ServerErrorMiddleware(self._handle, handler=errors.handler, debug=errors.debug)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["starlette.exception_handlers"] = self.handlers
+        scope[_INNER_STACK] = self.inner
+        await self.route.handle(scope, receive, send)
+
+
+def front(app: Any, scope: Scope) -> Any:
+    """The :class:`JoinFront` ASGI callable for this request, or ``None`` for FastAPI's path:
+    only the lean join's own requests, only while the lean route is installed first."""
+    if (
+        scope["type"] != "http"
+        or scope["path"] != JOIN_PATH
+        or scope["method"] != "POST"
+        or FALLBACK in scope
+        or app.root_path
+    ):
+        return None
+    routes = app.router.routes
+    route = routes[0] if routes else None
+    if not isinstance(route, LeanJoinRoute):
+        return None  # taken out (tests compare the two paths): FastAPI serves the join
+    if route.front is None or route.front_of is not app:
+        route.front, route.front_of = JoinFront(app, route), app
+    return route.front.asgi
 
 
 def install(app: Any) -> None:

@@ -18,6 +18,7 @@ from tuan.entrypoints.api.deps import (
     IdempotencyDep,
     MoneyCallDep,
     Principal,
+    RawJSON,
     allow,
     audited,
     idempotent_write,
@@ -180,23 +181,26 @@ def get_campaign(
 
 def _placement(
     conn: Connection, c: ContainerDep, placement: groupbuy.Placement, pay: PayIn | None
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"group": _group_out(placement.group), "order": placement.order}
+) -> RawJSON:
+    """The answer to an open or a join, serialised once: these bytes are both the stored,
+    replayable answer (``deps.run_idempotent``) and the response (``deps.json_response``).
+    The documented fields only, in the response models' order; orjson writes UTC times with
+    "Z" exactly as the response models do — cheaper than a model round trip (ADR 0010)."""
+    order = placement.order
+    payment: dict[str, Any] | None = None
     if pay is not None:
         provider = payments._provider(c.providers, pay.provider)
-        out["payment"] = payments.start_payment(
-            conn, placement.order["id"], provider, c.clock(), order=placement.order
-        )
-    # The stored, replayable answer: the documented fields only, in JSON form (orjson writes
-    # UTC times with "Z" exactly as the response models do) — cheaper than a model round trip.
+        payment = payments.start_payment(conn, order["id"], provider, c.clock(), order=order)
+    group = placement.group
+    shaped_group = {k: group.get(k) for k in _GROUP_FIELDS}
+    shaped_group["share_path"] = f"/t/{group['invite_code']}"
+    shaped_group["members"] = []
     shaped = {
-        "group": {**{k: out["group"].get(k) for k in _GROUP_FIELDS}, "members": []},
-        "order": {k: out["order"][k] for k in _ORDER_FIELDS},
-        "payment": None
-        if "payment" not in out
-        else {k: out["payment"].get(k) for k in _PAYMENT_FIELDS},
+        "group": shaped_group,
+        "order": {k: order[k] for k in _ORDER_FIELDS},
+        "payment": None if payment is None else {k: payment.get(k) for k in _PAYMENT_FIELDS},
     }
-    return orjson.loads(orjson.dumps(shaped, option=orjson.OPT_UTC_Z))  # type: ignore[no-any-return]
+    return RawJSON(orjson.dumps(shaped, option=orjson.OPT_UTC_Z))
 
 
 _GROUP_FIELDS = tuple(f for f in GroupOut.model_fields if f != "members")
@@ -249,9 +253,13 @@ async def _join(
     *,
     group_id: str | None,
     invite_code: str | None,
+    fields: dict[str, Any] | None = None,
 ) -> Response:
+    """``fields``: ``body.model_dump(mode="json")`` when the caller already has it."""
     customer_id = who.customer_for(body.customer_id)
-    payload = {"group": group_id, "code": invite_code, **body.model_dump(mode="json")}
+    if fields is None:
+        fields = body.model_dump(mode="json")
+    payload = {"group": group_id, "code": invite_code, **fields}
 
     return await idempotent_write(
         c,
@@ -297,8 +305,13 @@ async def join_by_code_call(
 ) -> Response:
     """The one-tap join itself, shared by the route above (which documents it in OpenAPI) and
     the lean route that serves it (``api/lean.py``, ADR 0004)."""
-    join = JoinIn.model_validate(body.model_dump(exclude={"invite_code"}))
-    return await _join(c, who, idem, join, group_id=None, invite_code=body.invite_code)
+    # The body was validated as JoinByCodeIn, which is JoinIn and the code: its JoinIn fields
+    # need no second validation, and the JSON form of them is the idempotency payload.
+    fields = body.model_dump(mode="json", exclude={"invite_code"})
+    join = JoinIn.model_construct(**{name: getattr(body, name) for name in JoinIn.model_fields})
+    return await _join(
+        c, who, idem, join, group_id=None, invite_code=body.invite_code, fields=fields
+    )
 
 
 @money.get("/groups/{group_id}", response_model=GroupOut, tags=["groups"])
