@@ -22,11 +22,19 @@ overlaps ``end``; the triangle as counts and rates.
 **Paths.** For people who entered a funnel but did not reach its last step, their last event
 (any type) within their conversion window, and the transition from the event before it, ranked.
 
-Formulas and examples: docs/kpis.md. One SQL statement per answer; only aggregates reach Python.
+Formulas and examples: docs/kpis.md. Only aggregates reach Python. A funnel is one statement
+(:func:`_fast_funnel_sql`); when two step-1 events of one person share
+the entry instant with different breakdown values, a second, exact statement breaks the tie by
+``event_id`` (:func:`_funnel_ctes`, which paths use too). Retention is one aggregation by person
+with each person's active periods as the bits of one integer (:func:`_bitmap_retention_sql`, up
+to 128 periods; a longer table takes the general statement). Both read ``events_by_day`` when the
+connection has it (:func:`tuan.analytics.event_store.connect`), so only the days asked for are
+opened, and the event files' row group per type lets the scan skip the other types (ADR 0006).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -39,6 +47,7 @@ from tuan.analytics.kpis import (
     HASHED,
     NO_KEY,
     KpiInputError,
+    LocalTime,
     People,
     as_date,
     check_grain,
@@ -231,6 +240,124 @@ def _funnel_ctes(
     return ",\n".join(ctes)
 
 
+# The relation ``tuan.analytics.event_store.connect`` adds: ``events_keyed`` with ``utc_day``.
+DAYS_VIEW = "events_by_day"
+BY_DAY = People("person_key", "person_key IS NOT NULL", DAYS_VIEW)
+# Entry instants as 128-bit keys for the tie check (see :func:`_fast_funnel_sql`): epoch µs moved
+# up by 2^62 so that the key is never negative, in the top 64 bits.
+_SHIFT = 1 << 62
+_LOW64 = (1 << 64) - 1
+
+
+def _source(con: duckdb.DuckDBPyConnection) -> tuple[People, bool]:
+    """How to name people, and whether the events can be read by UTC day folder."""
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = $v", {"v": DAYS_VIEW}
+    ).fetchall()
+    return (BY_DAY, True) if found[0][0] else (people_of(con), False)
+
+
+def _literal(event_type: str) -> str:
+    if event_type not in EVENT_TYPES:  # never: steps are checked first
+        raise KpiInputError(f"unknown event type {event_type!r}")
+    return f"'{event_type}'"
+
+
+def _fast_funnel_sql(
+    steps: tuple[FunnelStep, ...], dim: str, params: dict[str, Any], who: People, by_day: bool
+) -> str:
+    """The funnel in one statement: the rows of the steps in the entry and conversion windows
+    (``e``, a flag per step; not materialised: on the event files' layout each use of it reads
+    only its type's row groups of the days asked for, and the later steps' reads get the join's
+    filter on the people of the step before — materialising it cost more than it saved), the
+    entry per person, then each later step joined to the people who reached the one before.
+    Each step's people (``r<k>``) carry the entry's ``dim`` and times, so the answer is one
+    aggregation per step, unioned — no join back to the entries.
+
+    Rows: ``(step, total_row, dim, reached, seconds from the previous step, from the start)``;
+    step 0 is one row, the number of entering people whose first step-1 instant is shared by
+    events with different ``dim`` values (then the breakdown's tie-break by ``event_id`` is
+    needed, which this statement does not read: the caller asks :func:`_funnel_ctes`).
+    The check compares the smallest and the largest 64-bit hash of ``dim`` among the events at
+    the entry instant (two values colliding in 64 bits — as ``person_key`` assumes never
+    happens — would go unnoticed)."""
+    n = len(steps)
+    cond_params: dict[str, Any] = {}
+    conds = [_condition(s, i + 1, cond_params) for i, s in enumerate(steps)]
+    # Types are checked names (:data:`EVENT_TYPES`): as literals, the condition on the type is
+    # pushed into the Parquet scan and each flag is evaluated on the column's dictionary
+    types = sorted({s.type for s in steps})
+    flags = ", ".join(
+        f"{c if s.where else f'type = {_literal(s.type)}'} AS s{i + 1}"
+        for i, (s, c) in enumerate(zip(steps, conds, strict=True))
+    )
+    # (as ``type <> …`` for the other types: an ``IN`` list is only used to skip row groups)
+    where = " AND ".join(f"type <> {_literal(t)}" for t in EVENT_TYPES if t not in types) or "true"
+    if any(s.where for s in steps):
+        where += f" AND ({' OR '.join(conds)})"
+        params.update(cond_params)
+    if all(s.type != steps[0].type for s in steps[1:]):  # step-1 events serve only the entry
+        where += f" AND (type <> {_literal(steps[0].type)} OR occurred_at < $hi)"
+    days = ""
+    if by_day:  # whole folders skipped (the UTC day of each row is its folder's)
+        params["d_lo"] = params["lo"].date()
+        params["d_hi"] = (params["hi"] + params["w"]).date()
+        days = " AND utc_day >= $d_lo AND utc_day <= $d_hi"
+    us = "epoch_us(t)"
+    tie = "0"
+    if dim != NO_KEY:
+        h = "hash(dim)::HUGEINT"
+        tie = f"count(*) FILTER (((lo_key & {_LOW64}) <> (hi_key & {_LOW64})))"
+        keys = (
+            f", min((({us} + {_SHIFT})::HUGEINT << 64) | {h}) AS lo_key,"
+            f" max((({_SHIFT} - {us})::HUGEINT << 64) | {h}) AS hi_key"
+        )
+        first_dim = "arg_min_null(dim, t)"
+    else:
+        keys = ""
+        first_dim = NO_KEY
+    ctes = [
+        f"""e AS NOT MATERIALIZED (
+  SELECT {who.key} AS person, occurred_at AS t, {dim} AS dim, {flags}
+  FROM {who.events}
+  WHERE {where} AND occurred_at >= $lo AND occurred_at <= $hi + $w
+    AND {who.known}{days})""",
+        f"""r1 AS (
+  SELECT person, {first_dim} AS dim, min(t) AS t1, min(t) AS tp, min(t) AS t{keys}
+  FROM e WHERE s1 AND t < $hi
+  GROUP BY person)""",
+    ]
+    for i in range(2, n + 1):
+        op = ">" if steps[i - 1].type == steps[i - 2].type else ">="
+        ctes.append(
+            f"""r{i} AS (
+  SELECT p.person, any_value(p.dim) AS dim, any_value(p.t1) AS t1, any_value(p.t) AS tp,
+         min(e.t) AS t
+  FROM r{i - 1} p
+  JOIN e ON e.person = p.person AND e.s{i} AND e.t {op} p.t AND e.t <= p.t1 + $w
+  GROUP BY p.person)"""
+        )
+    group = "GROUP BY GROUPING SETS ((), (dim))" if dim != NO_KEY else ""
+    head = "grouping(dim)" if dim != NO_KEY else "1"
+    parts = [f"SELECT 0 AS step, 1 AS total_row, NULL AS dim, {tie} AS n, NULL AS dp, NULL AS ds"
+             " FROM r1"]  # fmt: skip
+    for i in range(1, n + 1):
+        if i == 1:
+            q = "NULL, NULL"
+        else:
+            q = (
+                "quantile_cont((epoch_us(t) - epoch_us(tp)) / 1e6, $qs),"
+                " quantile_cont((epoch_us(t) - epoch_us(t1)) / 1e6, $qs)"
+            )
+        parts.append(
+            f"SELECT {i}, {head}, {'dim' if dim != NO_KEY else 'NULL'}, count(*), {q}"
+            f" FROM r{i} {group}"
+        )
+    union = "\nUNION ALL ".join(parts)
+    joined = ",\n".join(ctes)
+    return f"WITH {joined}\nSELECT * FROM ({union}) ORDER BY step, total_row DESC, dim NULLS FIRST"
+
+
 def funnel(
     con: duckdb.DuckDBPyConnection,
     steps: Sequence[FunnelStep | str],
@@ -265,7 +392,12 @@ def funnel(
         "qs": qs,
     }
     n = len(st)
-    ctes = _funnel_ctes(st, dim, params, people_of(con))
+    who, by_day = _source(con)
+    fast = dict(params)
+    rows = run(con, _fast_funnel_sql(st, dim, fast, who, by_day), fast)
+    if rows and rows[0][0] == 0 and not rows[0][3]:  # no tie at an entry instant
+        return _assemble(st, window, breakdown, qs, rows[1:])
+    ctes = _funnel_ctes(st, dim, params, who)
     aggs = [f"count(t{i}) AS r{i}" for i in range(1, n + 1)]
     for i in range(2, n + 1):
         aggs.append(f"quantile_cont(epoch(t{i}) - epoch(t{i - 1}), $qs) AS dp{i}")
@@ -287,6 +419,35 @@ def funnel(
             total = results
         else:
             by_key[row[1]] = results
+    return Funnel(st, window, breakdown, total, by_key)
+
+
+def _assemble(
+    st: tuple[FunnelStep, ...],
+    window: timedelta,
+    breakdown: str | None,
+    qs: Sequence[float],
+    rows: Sequence[tuple[Any, ...]],
+) -> Funnel:
+    """The funnel from :func:`_fast_funnel_sql`'s rows (step ≥ 1, in step then key order)."""
+    n = len(st)
+    per: dict[tuple[bool, str | None], list[Any]] = {}
+    for step, total_row, key, reached, dp, ds in rows:
+        values = per.setdefault(
+            (total_row == 1 or not breakdown, key), [0] * n + [None] * (2 * (n - 1))
+        )
+        values[step - 1] = reached
+        if step > 1:
+            values[n + 2 * (step - 2)] = dp
+            values[n + 2 * (step - 2) + 1] = ds
+    total: list[FunnelStepResult] = _empty(st)
+    by_key: dict[str | None, list[FunnelStepResult]] = {}
+    for (is_total, key), values in per.items():
+        results = _results(st, values, qs)
+        if is_total:
+            total = results
+        else:
+            by_key[key] = results
     return Funnel(st, window, breakdown, total, by_key)
 
 
@@ -461,6 +622,77 @@ class Retention:
     cohorts: list[Cohort]
 
 
+# Periods a person's activity fits in as one 128-bit integer (bit k: active in period k); longer
+# tables (a year by day) take the general statement.
+_MAX_BITS = 128
+_PERIOD_US = {"day": 86_400 * 1_000_000, "week": 7 * 86_400 * 1_000_000}
+
+
+def _bitmap_retention_sql(
+    con: duckdb.DuckDBPyConnection,
+    clock: LocalTime,
+    periods: list[date],
+    g: str,
+    cohort_event: str,
+    returns: tuple[str, ...],
+) -> str:
+    """Retention in one aggregation by person over the events read once: the first cohort event
+    (``min``) and the periods with a return event as the bits of one ``UHUGEINT``
+    (``bit_or``) — instead of a distinct (person, period) set joined to the first events.
+    Then, per cohort and bit pattern (shifted so that bit k is the k-th period after the
+    cohort's), people are counted, and each cell is a sum over those few patterns.
+
+    Rows: ``(cohort index, size, [people in period k after, for k < len(periods)])``."""
+    who, by_day = _source(con)
+    first = periods[0]
+    if g == "month":
+        base = first.year * 12 + first.month
+        lt, lt0 = clock.local("occurred_at"), clock.local("t0")
+        idx = f"(year({lt}) * 12 + month({lt}) - {base})"
+        c_idx = f"(year({lt0}) * 12 + month({lt0}) - {base})"
+    else:
+        base_us = (first - date(1970, 1, 1)).days * 86_400 * 1_000_000
+        idx = f"(({_local_us(clock, 'occurred_at')} - {base_us}) // {_PERIOD_US[g]})"
+        c_idx = f"(({_local_us(clock, 't0')} - {base_us}) // {_PERIOD_US[g]})"
+    bits = "UBIGINT" if len(periods) <= 64 else "UHUGEINT"  # native 64-bit operations if enough
+    types = sorted({cohort_event, *returns})
+    kinds = " AND ".join(f"type <> {_literal(t)}" for t in EVENT_TYPES if t not in types)
+    days = " AND utc_day <= $hi::DATE" if by_day else ""
+    if types == [cohort_event]:  # every row read is a cohort and a return event
+        is_cohort, is_return = "", "FILTER (occurred_at >= $lo)"
+    else:
+        is_cohort = f"FILTER (type = {_literal(cohort_event)})"
+        either = " OR ".join(f"type = {_literal(t)}" for t in returns)
+        is_return = f"FILTER (({either}) AND occurred_at >= $lo)"
+    cells = ", ".join(f"sum(n * ((rel >> {k}) & 1)::BIGINT)::BIGINT" for k in range(len(periods)))
+    return f"""WITH
+per AS (
+  SELECT {who.key} AS person,
+         min(occurred_at) {is_cohort} AS t0,
+         bit_or(1::{bits} << greatest({idx}, 0)::{bits}) {is_return} AS bits
+  FROM {who.events}
+  WHERE {kinds or "true"} AND occurred_at < $hi AND {who.known}{days}
+  GROUP BY 1
+  HAVING min(occurred_at) {is_cohort} >= $lo),
+pat AS (
+  SELECT {c_idx} AS c, coalesce(bits, 0::{bits}) >> ({c_idx})::{bits} AS rel, count(*) AS n
+  FROM per GROUP BY ALL)
+SELECT c, sum(n)::BIGINT, [{cells}] FROM pat GROUP BY c ORDER BY c"""
+
+
+def _local_us(clock: LocalTime, column: str) -> str:
+    """SQL: the local wall-clock time of a TIMESTAMPTZ expression as microseconds since the
+    epoch (the arithmetic of :meth:`LocalTime.local`, without building a TIMESTAMP)."""
+    us = f"epoch_us({column})"
+    offsets = clock.offsets
+    if len(offsets) == 1:
+        return f"({us} + {offsets[0][1]})"
+    branches = " ".join(
+        f"WHEN {us} < {nxt} THEN {off}" for (_, off), (nxt, _) in itertools.pairwise(offsets)
+    )
+    return f"({us} + CASE {branches} ELSE {offsets[-1][1]} END)"
+
+
 def retention(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -497,6 +729,10 @@ def retention(
     else:
         offset = "a.period - f.cohort"
     clock = local_time(zone, params["lo"], params["hi"])
+    if len(periods) <= _MAX_BITS:
+        sql = _bitmap_retention_sql(con, clock, periods, g, cohort_event, returns)
+        rows = run(con, sql, {"lo": params["lo"], "hi": params["hi"]})
+        return _triangle(g, cohort_event, returns, periods, rows)
     who = people_of(con)
     # One scan of the events: the cohort events before the end and the return events inside
     # the window are read together, once (a materialised CTE), then split.
@@ -531,6 +767,36 @@ ORDER BY s.cohort, c.k"""
         sizes[cohort] = int(size)
         if k is not None:
             cells[(cohort, int(k))] = int(people)
+    return _cohorts(g, cohort_event, returns, periods, sizes, cells)
+
+
+def _triangle(
+    g: str,
+    cohort_event: str,
+    returns: tuple[str, ...],
+    periods: list[date],
+    rows: Sequence[tuple[Any, ...]],
+) -> Retention:
+    """The triangle from :func:`_bitmap_retention_sql`'s rows ``(cohort index, size, counts)``."""
+    sizes: dict[date, int] = {}
+    cells: dict[tuple[date, int], int] = {}
+    for c, size, counts in rows:
+        p = periods[int(c)]
+        sizes[p] = int(size)
+        for k, people in enumerate(counts[: len(periods) - int(c)]):
+            if people:
+                cells[(p, k)] = int(people)
+    return _cohorts(g, cohort_event, returns, periods, sizes, cells)
+
+
+def _cohorts(
+    g: str,
+    cohort_event: str,
+    returns: tuple[str, ...],
+    periods: list[date],
+    sizes: dict[date, int],
+    cells: dict[tuple[date, int], int],
+) -> Retention:
     out: list[Cohort] = []
     for i, p in enumerate(periods):
         size = sizes.get(p, 0)
