@@ -171,6 +171,7 @@ def demo(
 
     from tuan.bootstrap import build
     from tuan.config import get_settings
+    from tuan.demo.projects import showcase_project
     from tuan.demo.simulate import DEMO_PASSWORD, create_demo_users, run_demo
     from tuan.shared.clock import FrozenClock, utcnow
 
@@ -201,6 +202,7 @@ def demo(
 
             summary = run_demo(c, seed=seed, scale=scale, progress=progress)
         demo_users = create_demo_users(c)
+        showcase = showcase_project(c)
         analytics_events = _demo_analytics(c)
     finally:
         c.close()
@@ -218,6 +220,11 @@ def demo(
         users.add_row(user["username"], user["role"], DEMO_PASSWORD)
     console.print(users)
     console.print(f"analytics events 分析事件: {analytics_events:,} (Parquet, see ADR 0006)")
+    if showcase is not None:
+        console.print(
+            f"showcase project 示例项目: /console/projects/{showcase['project_id']}"
+            f" ({showcase['risks']} risks 风险, {showcase['goals']} goals 目标, budget 预算)"
+        )
     console.print("storefront 店铺: /s  (sandbox SMS codes 沙箱短信验证码: /s/sandbox/sms)")
 
 
