@@ -199,6 +199,16 @@ def _hours(raw: FormData, name: str, label: Msg) -> int | None:
     return round(value * 60)
 
 
+def _refusal(user: ConsoleUser, exc: BadInput | DomainError) -> tuple[int, str]:
+    """The status and message of a refused change, shown on the page it came from; a project
+    that does not exist stays the console's 404 page (re-raised)."""
+    if isinstance(exc, BadInput):
+        return 422, user.t(*exc.msg)
+    if exc.error is NOT_FOUND and exc.params.get("kind") == "project":
+        raise exc
+    return exc.status, web.domain_message(exc, user.locale)
+
+
 def _change(
     request: Request,
     user: ConsoleUser,
@@ -529,21 +539,9 @@ def _overview_change(
     """Run one audited change from the overview page; its error is shown beside the section."""
     try:
         _change(request, user, action, entity_type, fn, entity_id=entity_id or project_id)
-    except BadInput as bad:
-        return _overview(
-            request, user, project_id, status=422, error=user.t(*bad.msg), section=section
-        )
-    except DomainError as exc:
-        if exc.error is NOT_FOUND and exc.params.get("kind") == "project":
-            raise
-        return _overview(
-            request,
-            user,
-            project_id,
-            status=exc.status,
-            error=web.domain_message(exc, user.locale),
-            section=section,
-        )
+    except (BadInput, DomainError) as exc:
+        status, error = _refusal(user, exc)
+        return _overview(request, user, project_id, status=status, error=error, section=section)
     return web.redirect(f"/console/projects/{project_id}#{section}", user.t(*done))
 
 
@@ -973,21 +971,9 @@ def board_move(request: Request, user: Editor, project_id: str, raw: Posted) -> 
             ),
             entity_id=task_id,
         )
-    except BadInput as bad:
-        return _board(
-            request, user, project_id, status=422, error=user.t(*bad.msg), partial=partial
-        )
-    except DomainError as exc:
-        if exc.error is NOT_FOUND and exc.params.get("kind") == "project":
-            raise
-        return _board(
-            request,
-            user,
-            project_id,
-            status=exc.status,
-            error=web.domain_message(exc, user.locale),
-            partial=partial,
-        )
+    except (BadInput, DomainError) as exc:
+        code, error = _refusal(user, exc)
+        return _board(request, user, project_id, status=code, error=error, partial=partial)
     text = user.t(f"{moved['key']} 已移动。", f"{moved['key']} moved.")
     if partial:
         return _board(request, user, project_id, notice=text, partial=True)
@@ -1133,21 +1119,9 @@ def create_task(request: Request, user: Editor, project_id: str, raw: Posted) ->
 
     try:
         task = _change(request, user, "task.create", "task", run)
-    except BadInput as bad:
-        return _tasks_page(
-            request, user, project_id, status_code=422, error=user.t(*bad.msg), form=form
-        )
-    except DomainError as exc:
-        if exc.error is NOT_FOUND and exc.params.get("kind") == "project":
-            raise
-        return _tasks_page(
-            request,
-            user,
-            project_id,
-            status_code=exc.status,
-            error=web.domain_message(exc, user.locale),
-            form=form,
-        )
+    except (BadInput, DomainError) as exc:
+        status, error = _refusal(user, exc)
+        return _tasks_page(request, user, project_id, status_code=status, error=error, form=form)
     return web.redirect(
         f"/console/projects/{project_id}/tasks/{task['id']}",
         user.t(f"已创建任务 {task['key']}。", f"Task {task['key']} created."),
