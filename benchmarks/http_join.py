@@ -507,7 +507,12 @@ def _server_cpu_s(pid: int) -> float:
 
 
 def run(
-    *, quick: bool = False, workers: int = 1, pyspy: str | None = None, generator: str = "auto"
+    *,
+    quick: bool = False,
+    workers: int = 1,
+    pyspy: str | None = None,
+    generator: str = "auto",
+    server_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     seconds = 3.0 if quick else 10.0
     customers = 4_000 if quick else 30_000
@@ -532,7 +537,13 @@ def run(
             f"{GROUP_CAPACITY}, in {time.perf_counter() - t:.1f}s; load generator: "
             f"{'wrk' if wrk else 'Python (asyncio)'}[/]"
         )
-        srv = TuanServer(db_url, workers=workers, migrate_first=False, log_path=tmp / "serve.log")
+        srv = TuanServer(
+            db_url,
+            workers=workers,
+            migrate_first=False,
+            log_path=tmp / "serve.log",
+            env=server_env,
+        )
         with srv:
             host, port = "127.0.0.1", srv.port
             cpu0 = _server_cpu_s(srv.pid)
@@ -651,9 +662,25 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("BENCH_GENERATOR", "auto"),
         help="load generator: wrk (installed with apt-get if missing), the Python one, or auto",
     )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="TUAN_NAME=VALUE",
+        help="a setting for the server (repeatable), e.g. TUAN_SQLITE_WRITER_LOCK=false",
+    )
     args = parser.parse_args(argv)
+    server_env = dict(item.split("=", 1) for item in args.server_env)
+    if any(not k.startswith("TUAN_") for k in server_env):
+        parser.error("--server-env takes TUAN_NAME=VALUE")
     _install_uvloop()
-    result = run(quick=args.quick, workers=args.workers, pyspy=args.pyspy, generator=args.generator)
+    result = run(
+        quick=args.quick,
+        workers=args.workers,
+        pyspy=args.pyspy,
+        generator=args.generator,
+        server_env=server_env,
+    )
     print(
         json.dumps(
             {

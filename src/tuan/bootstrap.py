@@ -32,7 +32,11 @@ def build(
     db: Database | None = None,
 ) -> Container:
     settings = settings or get_settings()
-    db = db or Database(settings.database_url, writer_batch=settings.writer_batch)
+    db = db or Database(
+        settings.database_url,
+        writer_batch=settings.writer_batch,
+        writer_lock=settings.sqlite_writer_lock,
+    )
     sandbox = SandboxProvider(
         db,
         settings.sandbox_secret.get_secret_value().encode(),

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     scheduler_interval_s: float = Field(default=0.5, gt=0)
     scheduler_batch: int = Field(default=500, ge=1)
     writer_batch: int = Field(default=64, ge=1, description="Most commands in one group commit.")
+    sqlite_writer_lock: bool = Field(
+        default=True,
+        description="SQLite file: the processes' writers take turns by a file lock beside the "
+        "database (woken at once) instead of SQLite's busy handler (polling sleeps).",
+    )
     log_level: str = "info"
     analytics_dir: Path | None = Field(
         default=None,

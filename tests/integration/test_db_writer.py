@@ -68,3 +68,76 @@ def test_thread_writes_and_loop_writes_share_one_connection(db: Database) -> Non
     assert sorted(asyncio.run(main())) == list(range(10, 30))
     assert _values(db) == list(range(10, 30))
     db.close()
+
+
+# -- several processes on one file: the writer lock (ADR 0011) ---------------------------------
+
+
+def _count_up(url: str, n: int, start: object) -> None:
+    """In a child process: ``n`` read-modify-write increments, each its own transaction."""
+    database = Database(url)
+    start.wait()  # type: ignore[attr-defined]
+    for _ in range(n):
+        database.write(
+            lambda c: c.execute(
+                text("UPDATE counter SET n = :n WHERE id = 1"),
+                {"n": c.execute(text("SELECT n FROM counter WHERE id = 1")).scalar_one() + 1},
+            )
+        )
+    database.close()
+
+
+def test_processes_writing_one_file_take_turns_and_lose_no_update(tmp_path: Path) -> None:
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    setup = Database(url)
+    setup.write(lambda c: c.execute(text("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INT)")))
+    setup.write(lambda c: c.execute(text("INSERT INTO counter VALUES (1, 0)")))
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    workers = [ctx.Process(target=_count_up, args=(url, 300, start)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    start.set()
+    for w in workers:
+        w.join(timeout=120)
+        assert w.exitcode == 0
+    with setup.read() as conn:
+        assert conn.execute(text("SELECT n FROM counter")).scalar_one() == 900
+    assert (tmp_path / "p.db-writer.lock").exists()
+    setup.close()
+
+
+def test_a_writer_waits_for_the_process_that_holds_the_lock(tmp_path: Path) -> None:
+    import fcntl
+    import os
+    import threading
+    import time
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    database = Database(url)
+    database.write(lambda c: c.execute(text("CREATE TABLE t (v INTEGER PRIMARY KEY)")))
+    # Another process's writer, as far as this one can tell: its own descriptor of the lock.
+    other = os.open(tmp_path / "l.db-writer.lock", os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    done = threading.Event()
+    writer = threading.Thread(target=lambda: (database.write(_insert(7)), done.set()))  # type: ignore[arg-type, func-returns-value]
+    writer.start()
+    time.sleep(0.3)
+    assert not done.is_set()  # blocked on the lock, not on SQLite (no transaction is open)
+    fcntl.flock(other, fcntl.LOCK_UN)
+    assert done.wait(10)
+    writer.join()
+    os.close(other)
+    assert _values(database) == [7]
+    database.close()
+
+
+def test_without_the_lock_nothing_is_created_and_writes_still_work(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'n.db'}", writer_lock=False)
+    database.write(lambda c: c.execute(text("CREATE TABLE t (v INTEGER PRIMARY KEY)")))
+    database.write(_insert(1))  # type: ignore[arg-type]
+    assert _values(database) == [1]
+    assert not (tmp_path / "n.db-writer.lock").exists()
+    database.close()
