@@ -7,7 +7,17 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, create_engine, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    select,
+)
 
 from tuan.shared import db
 from tuan.shared.db import UTCDateTime, insert_row, stmt
@@ -84,3 +94,20 @@ def test_none_binds_as_null_through_the_driver_and_prepared_statements() -> None
             c, {"id": 1, "name": None, "at": None}
         )
         assert c.exec_driver_sql("SELECT name IS NULL, at IS NULL FROM u").one() == (1, 1)
+
+
+def test_json_columns_read_back_as_the_stdlib_reads_them() -> None:
+    import json
+
+    engine = create_engine("sqlite://")
+    with engine.begin() as c:
+        c.exec_driver_sql("CREATE TABLE j (v TEXT)")
+        values = [
+            '{"a": 1, "b": [1.5, null, "水果"]}',
+            '{"big": 123456789012345678901234567890}',
+            "[]",
+        ]
+        for v in values:
+            c.exec_driver_sql("INSERT INTO j VALUES (?)", (v,))
+        read = stmt("SELECT v FROM j ORDER BY rowid", col__v=JSON())(c).all()
+    assert [r.v for r in read] == [json.loads(v) for v in values]

@@ -535,7 +535,7 @@ def _load(value: Any, kind: str, sqlite: bool) -> Any:
     if kind == "bool":
         return bool(value)
     if kind == "json" and isinstance(value, str | bytes):
-        import json
+        import json  # not orjson: it reads an integer past 64 bits as a float
 
         return json.loads(value)
     return value
