@@ -72,3 +72,24 @@ def test_user_form_shows_errors_inline(server: TuanServer, playwright_browser: A
     assert page.get_by_label("用户名", exact=True).get_attribute("aria-invalid") == "true"
     axe_check(page, server.url, "users-form-errors")
     page.context.close()
+
+
+def test_sorting_a_table_replaces_it_in_place(
+    server: TuanServer, playwright_browser: Any
+) -> None:
+    """htmx swaps the table for the new one (outerHTML): after sorting twice there is one table
+    on the page, not tables nested in tables (the filter form and the pager links swap the same
+    way)."""
+    page = new_page(playwright_browser)
+    login(page, server.url, "admin")
+    page.goto(server.url + "/console/users")
+    assert page.locator("#table").count() == 1
+    for _ in range(2):
+        header = page.locator('#table th a[hx-get*="sort="]').first
+        with page.expect_response(lambda r: "sort=" in r.url):
+            header.click()
+        page.wait_for_function("document.querySelectorAll('#table').length === 1")
+        assert page.locator("#table").count() == 1
+        assert "sort=" in page.url
+    assert page.locator("#table tbody tr").count() >= 2  # admin and operator still listed
+    page.context.close()
