@@ -11,7 +11,7 @@ import hashlib
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
 from tuan.accounts.service import Actor, audit
 from tuan.marketing.errors import SPEND_DUPLICATE
@@ -237,10 +237,15 @@ def list_spend(
     channel: str | None = None,
     start: date | None = None,
     end: date | None = None,
+    before: str | None = None,
     limit: int = 500,
 ) -> list[dict[str, Any]]:
-    """Entries, newest period first; with ``start``/``end`` (local days, ``end`` exclusive)
-    those overlapping ``[start, end)``."""
+    """Entries, newest period first (then by channel and last day: one order, no ties); with
+    ``start``/``end`` (local days, ``end`` exclusive) those overlapping ``[start, end)``.
+
+    ``before`` (the id of the last entry of the previous page) gives the next page: the entries
+    after it in that order. An id that is not there (deleted meanwhile) is refused
+    (``not_found``): start again from the first page."""
     c = channel_spend.c
     q = select(channel_spend)
     if channel is not None:
@@ -249,6 +254,16 @@ def list_spend(
         q = q.where(c.period_end >= start)
     if end is not None:
         q = q.where(c.period_start < end)
+    if before is not None:
+        last = get_spend(conn, before)
+        ps, ch, pe = last["period_start"], last["channel"], last["period_end"]
+        q = q.where(
+            or_(
+                c.period_start < ps,
+                and_(c.period_start == ps, c.channel > ch),
+                and_(c.period_start == ps, c.channel == ch, c.period_end > pe),
+            )
+        )
     q = q.order_by(c.period_start.desc(), c.channel, c.period_end).limit(limit)
     return [_public(r) for r in conn.execute(q)]
 

@@ -10,6 +10,7 @@ import tempfile
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -80,18 +81,50 @@ def channel_roi(
     return {"rows": [r.as_dict() for r in rows], "totals": summed}
 
 
-@router.get("/channel-spend", response_model=list[SpendOut])
+@router.get(
+    "/channel-spend",
+    response_model=list[SpendOut],
+    responses={
+        200: {
+            "description": "One page of entries.",
+            "headers": {
+                "Link": {
+                    "description": 'Only when more entries follow: `<…?before=ID>; rel="next"`, '
+                    "the address of the next page.",
+                    "schema": {"type": "string"},
+                }
+            },
+        }
+    },
+)
 def list_spend(
+    request: Request,
+    response: Response,
     c: ContainerDep,
     who: Annotated[Principal, allow(Perm.ANALYTICS_VIEW)],
     channel: str | None = Query(None, max_length=32),
     start: date | None = Query(None, description="Entries ending on or after this day."),
     end: date | None = Query(None, description="Entries starting before this day."),
+    before: str | None = Query(
+        None, max_length=40, description="Next page: the id of the last entry seen."
+    ),
     limit: int = Query(200, ge=1, le=1000),
 ) -> Any:
-    """Spend entries, newest period first."""
+    """Spend entries, newest period first (then by channel and last day), at most ``limit``
+    (default 200) per page. A full page may not be all: the next one is ``before=`` the id of
+    the last entry seen (the same filters), and while more entries follow the answer says so in
+    a ``Link: <…>; rel="next"`` header with that address. An id that no longer exists (deleted
+    meanwhile) is a 404 ``not_found``: start again from the first page."""
     with c.db.read() as conn:
-        return marketing.list_spend(conn, channel=channel, start=start, end=end, limit=limit)
+        rows = marketing.list_spend(
+            conn, channel=channel, start=start, end=end, before=before, limit=limit + 1
+        )
+    if len(rows) > limit:
+        rows = rows[:limit]
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "before"]
+        params.append(("before", rows[-1]["id"]))
+        response.headers["link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
+    return rows
 
 
 @router.post("/channel-spend", status_code=201, response_model=SpendOut)

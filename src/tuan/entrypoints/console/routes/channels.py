@@ -1,6 +1,9 @@
 """Channels (渠道投放与 ROI): the ROI of each channel with its flag and a chart, the spend entry
-form (inline errors), CSV import, the spend list (correct, delete), and the monthly report's
-download.
+form (inline errors), CSV import, the spend list (a table: paged, sorted, filtered by channel,
+days and note, exported; each row corrected or deleted), and the monthly report's download.
+
+The row actions post to an address carrying the list's query string, so an error is shown on the
+same page of the list and the redirect after a change returns to it.
 
 Translation only: :mod:`tuan.marketing.service` changes (audited there), :mod:`tuan.analytics`
 reads.
@@ -12,7 +15,8 @@ import json
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
@@ -22,7 +26,9 @@ from tuan.analytics import event_store
 from tuan.analytics.channel_roi import ChannelRoiRow, load_channel_roi, totals
 from tuan.analytics.kpis import KpiInputError, shift_period
 from tuan.entrypoints.console import web
+from tuan.entrypoints.console.tables import Col, Table, export_table, render_table
 from tuan.entrypoints.console.web import ConsoleUser, Need
+from tuan.marketing import listings as spend_lists
 from tuan.marketing import service as marketing
 from tuan.marketing.model import (
     FieldError,
@@ -42,6 +48,10 @@ Editor = Annotated[ConsoleUser, Depends(Need(Perm.ANALYTICS_EDIT))]
 GRAINS = (("month", "按月", "By month"), ("week", "按周", "By week"), ("day", "按日", "By day"),
           ("range", "整段", "Whole range"))  # fmt: skip
 MAX_UPLOAD = 2 * 1024 * 1024
+PAGE = "/console/channels"
+SOURCES = (("manual", "手工", "manual"), ("import", "导入", "import"))
+ROI_PARAMS = ("start", "end", "grain")
+_LIST_PARAMS = frozenset({"sort", "desc", "page", "per_page", "q", *ROI_PARAMS})
 _MEDIA = {
     "pdf": "application/pdf",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -74,6 +84,55 @@ def _range(request: Request) -> tuple[date, date, str, str | None]:
     if end <= start or (end - start).days > 3 * 366:
         start, end, error = default[0], default[1], "date"
     return start, end, grain, error
+
+
+def spend_table(channels: list[str]) -> Table:
+    """The spend entries' table; ``channels``: the choices of its channel filter."""
+    return Table(
+        listing=spend_lists.SPEND_LIST,
+        zh="投放记录",
+        en="Spend entries",
+        export_name="channel-spend",
+        cols=(
+            Col("channel", "渠道", "Channel", choices=tuple((ch, ch, ch) for ch in channels)),
+            Col("period_start", "开始", "From"),
+            Col("period_end", "结束", "To"),
+            Col("amount_cents", "金额", "Amount", "money"),
+            Col("target_roi", "目标 ROI", "Target ROI", align_right=True),
+            Col("note", "备注", "Note"),
+            Col("source", "来源", "Source", "status", choices=SOURCES),
+            Col("entered_by", "录入人", "Entered by"),
+            Col("created_at", "录入时间", "Entered at", "datetime"),
+        ),
+    )
+
+
+def _spend_table(request: Request) -> Table:
+    with web.container_of(request).db.read() as conn:
+        return spend_table(spend_lists.channel_choices(conn))
+
+
+def _list_params(request: Request) -> list[tuple[str, str]]:
+    """The list's (and the ROI period's) parameters of this request's query string."""
+    return [
+        (k, v)
+        for k, v in request.query_params.multi_items()
+        if k in _LIST_PARAMS or k.startswith("f_")
+    ]
+
+
+def _as_page(request: Request) -> Request:
+    """The request as one for the page itself: a form posted to another address re-renders the
+    page (422), and the table's links (sort, pages, export) are made from the request's path."""
+    if request.url.path == PAGE:
+        return request
+    return Request({**request.scope, "path": PAGE, "raw_path": PAGE.encode()}, request.receive)
+
+
+def _back(request: Request) -> str:
+    """The page the row action was posted from: this page, with the list where it was."""
+    params = _list_params(request)
+    return PAGE + ("?" + urlencode(params) if params else "")
 
 
 def _chart(rows: list[ChannelRoiRow], user: ConsoleUser) -> str:
@@ -145,53 +204,63 @@ def _page(
     start, end, grain, range_error = _range(request)
     roi_error: str | None = None
     rows: list[ChannelRoiRow] = []
-    try:
-        rows = load_channel_roi(
-            c.db,
-            event_store.analytics_dir_for(c.settings),
-            start=start,
-            end=end,
-            grain=grain,
-            tz=c.settings.timezone,
-            target=c.settings.channel_target_roi,
-        )
-    except KpiInputError as exc:
-        roi_error = str(exc)
-    with c.db.read() as conn:
-        spend = marketing.list_spend(conn, limit=200)
-        own_targets = marketing.targets(conn)
+    partial = request.headers.get("hx-target") == "table"  # htmx: the spend table alone
+    if not partial:
+        try:
+            rows = load_channel_roi(
+                c.db,
+                event_store.analytics_dir_for(c.settings),
+                start=start,
+                end=end,
+                grain=grain,
+                tz=c.settings.timezone,
+                target=c.settings.channel_target_roi,
+            )
+        except KpiInputError as exc:
+            roi_error = str(exc)
+    table = _spend_table(request)
     today = _today(request)
     months = [shift_period(today.replace(day=1), "month", -i) for i in range(12)]
-    return web.render(
-        request,
-        "channels/page.html",
-        user,
-        status_code=status,
-        rows=rows,
-        totals=totals(rows),
-        chart=_chart(rows, user),
-        start=start,
-        last=end - timedelta(days=1),
-        grain=grain,
-        grains=GRAINS,
-        range_error=range_error,
-        roi_error=roi_error,
-        spend=spend,
-        targets=own_targets,
-        default_target=c.settings.channel_target_roi,
-        can_edit=user.can(Perm.ANALYTICS_EDIT),
-        form=form or {},
-        errors=errors or {},
-        import_errors=import_errors or [],
-        import_message=import_message,
-        months=months,
-        report_month=shift_period(today.replace(day=1), "month", -1),
+    list_params = _list_params(request)
+    context: dict[str, Any] = {
+        "roi_rows": rows,
+        "totals": totals(rows),
+        "chart": _chart(rows, user),
+        "start": start,
+        "last": end - timedelta(days=1),
+        "grain": grain,
+        "grains": GRAINS,
+        "range_error": range_error,
+        "roi_error": roi_error,
+        # the other section's parameters, kept by each section's GET form
+        "roi_params": [(k, v) for k, v in list_params if k in ROI_PARAMS],
+        "table_params": [(k, v) for k, v in list_params if k not in ROI_PARAMS],
+        "list_qs": urlencode(list_params),
+        "default_target": c.settings.channel_target_roi,
+        "can_edit": user.can(Perm.ANALYTICS_EDIT),
+        "form": form or {},
+        "errors": errors or {},
+        "import_errors": import_errors or [],
+        "import_message": import_message,
+        "months": months,
+        "report_month": shift_period(today.replace(day=1), "month", -1),
+    }
+    response = render_table(
+        _as_page(request), user, table, template="channels/page.html", **context
     )
+    response.status_code = status
+    return response
 
 
 @router.get("/console/channels", response_class=HTMLResponse)
 def channels_page(request: Request, user: Viewer) -> Response:
     return _page(request, user)
+
+
+@router.get("/console/channels/export.{fmt}")
+def spend_export(request: Request, user: Viewer, fmt: str) -> Response:
+    """Every spend entry the list's filters match (not just the page), as CSV or XLSX."""
+    return export_table(request, user, _spend_table(request), fmt)
 
 
 @router.post("/console/channels/spend", response_class=HTMLResponse)
@@ -301,7 +370,7 @@ def correct_spend(
         message = exc.errors[0].text(user.locale)
         return _page(request, user, status=422, errors={f"row-{spend_id}": message})
     return web.redirect(
-        "/console/channels",
+        _back(request),
         user.t(f"已更正为 {web.fmt_yuan(cents)}。", f"Corrected to {web.fmt_yuan(cents)}."),
     )
 
@@ -315,12 +384,12 @@ def delete_spend(request: Request, user: Editor, spend_id: str) -> Response:
     except DomainError as exc:
         if exc.error is NOT_FOUND:
             return web.redirect(
-                "/console/channels",
+                _back(request),
                 user.t("该记录已不存在。", "That entry no longer exists."),
             )
         raise
     return web.redirect(
-        "/console/channels",
+        _back(request),
         user.t(
             f"已删除 {gone['channel']} {gone['period_start']} 至 {gone['period_end']} 的投放。",
             f"Deleted the spend on {gone['channel']} from {gone['period_start']} to "
