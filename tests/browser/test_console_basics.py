@@ -74,9 +74,7 @@ def test_user_form_shows_errors_inline(server: TuanServer, playwright_browser: A
     page.context.close()
 
 
-def test_sorting_a_table_replaces_it_in_place(
-    server: TuanServer, playwright_browser: Any
-) -> None:
+def test_sorting_a_table_replaces_it_in_place(server: TuanServer, playwright_browser: Any) -> None:
     """htmx swaps the table for the new one (outerHTML): after sorting twice there is one table
     on the page, not tables nested in tables (the filter form and the pager links swap the same
     way)."""
