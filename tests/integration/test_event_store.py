@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import func, insert, select
@@ -529,6 +531,14 @@ def test_order_facts_equal_a_hand_computation(eng: Engine, tmp_path: Path) -> No
 
     assert event_store.write_order_facts(eng.db, where, eng.now()) == 3
     rows = view_rows(where, "SELECT * FROM order_facts ORDER BY created_at")
+    # the customer key is written into the file: DuckDB's hash of the customer id
+    keys = [r.pop("customer_key") for r in rows]
+    facts = where / "order_facts" / event_store.FACTS_FILE
+    assert "customer_key" in pq.read_schema(facts).names
+    hashed = duckdb.connect().execute(
+        "SELECT hash(c) FROM unnest($ids) AS t(c)", {"ids": [leader, member, loner]}
+    )
+    assert keys == [r[0] for r in hashed.fetchall()]
     common = {"campaign_id": camp, "community_id": eng.community, "category": "fruit"}
     products = {s: eng.sku(s)["product_id"] for s in (sku, veg)}
     assert rows == [
@@ -676,3 +686,67 @@ def test_an_empty_analytics_dir_setting_means_the_default(
     assert event_store.analytics_dir_for(settings) == tmp_path / "analytics"
     monkeypatch.setenv("TUAN_ANALYTICS_DIR", str(tmp_path / "elsewhere"))
     assert event_store.analytics_dir_for(Settings()) == tmp_path / "elsewhere"
+
+
+def test_an_order_facts_file_without_the_customer_key_is_upgraded_in_place(
+    tmp_path: Path,
+) -> None:
+    # A file written before ``customer_key`` (as a cached benchmark data set): the view computes
+    # the key until the file is rewritten once with it, the same rows in the same order.
+    from tuan.analytics import kpis
+
+    folder = tmp_path / "order_facts"
+    folder.mkdir()
+    t = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+    n = 7
+    customers = ["c1", "c2", None, "c1", "c3", "c2", "c1"]
+    types = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "BOOLEAN": pa.bool_()}
+    columns: dict[str, Any] = {}
+    for name, sql_type in event_store.FACT_COLUMNS:
+        if name.endswith("_at"):
+            columns[name] = pa.array(
+                [t + timedelta(days=i) for i in range(n)], pa.timestamp("us", tz="UTC")
+            )
+        elif name == "customer_id":
+            columns[name] = pa.array(customers, pa.string())
+        elif name == "status":
+            columns[name] = pa.array(["paid", "refunded", "paid", "paid", "paid", "paid", "paid"])
+        elif sql_type == "VARCHAR":
+            columns[name] = pa.array([f"{name[:2]}{i % 3}" for i in range(n)])
+        elif sql_type == "BIGINT":
+            columns[name] = pa.array([100 * (i + 1) for i in range(n)], types[sql_type])
+        else:
+            columns[name] = pa.array([i % 2 == 0 for i in range(n)])
+    facts = folder / event_store.FACTS_FILE
+    pq.write_table(pa.table(columns), facts, row_group_size=3)
+
+    def read() -> tuple[list[dict[str, Any]], list[Any]]:
+        con = event_store.connect(tmp_path)
+        try:
+            rows = con.sql("SELECT * FROM order_facts").to_arrow_table().to_pylist()
+            suite = kpis.kpi_table(
+                con,
+                start="2026-03-01",
+                end="2026-03-15",
+                grain="week",
+                by="channel",
+                kpis=["paid_orders", "gmv", "buyers", "repurchase_rate", "churn", "ltv"],
+            )
+            return rows, suite
+        finally:
+            con.close()
+
+    rows, suite = read()
+    hashed = duckdb.connect().execute(
+        "SELECT CASE WHEN c IS NOT NULL THEN hash(c) END FROM unnest($ids) AS t(c)",
+        {"ids": customers},
+    )
+    expected = [r[0] for r in hashed.fetchall()]
+    assert [r["customer_key"] for r in rows] == expected  # computed by the view
+    assert any(r.kpi == "buyers" and r.value for r in suite)
+
+    assert event_store.upgrade_order_facts(tmp_path) is True
+    assert event_store.upgrade_order_facts(tmp_path) is False  # once
+    assert pq.read_schema(facts).names == [*columns, "customer_key"]
+    assert pq.read_table(facts).drop_columns(["customer_key"]).equals(pa.table(columns))
+    assert read() == (rows, suite)  # read from the file now: the same rows and KPIs

