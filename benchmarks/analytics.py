@@ -487,36 +487,57 @@ def _num(v: Any) -> Any:
     return None if v != v else v
 
 
-def pandas_funnel(ev: Any, lo: date, hi: date, window: timedelta) -> dict[str | None, list[int]]:
-    """view → add_to_cart → join → pay by the entering view's channel: people reached per step
-    (the key None is the total)."""
+def pandas_funnel(ev: Any, lo: date, hi: date, window: timedelta) -> dict[str | None, list[Any]]:
+    """view → add_to_cart → join → pay by the entering view's channel, the same answer as
+    ``funnels.funnel``: per step the people reached and, from the second step on, the median and
+    90th percentile of the seconds from the previous step and from the entry (the key None is
+    the total)."""
     import pandas as pd
 
     t_lo, t_hi, w = _utc(lo), _utc(hi), pd.Timedelta(window)
+    qs = [0.5, 0.9]
     views = ev[(ev.type == "view") & (ev.occurred_at >= t_lo) & (ev.occurred_at < t_hi)]
     first = views.loc[views.groupby("person_key", sort=False).occurred_at.idxmin()]
     per = first[["person_key", "occurred_at", "channel"]].reset_index(drop=True)
     per = per.rename(columns={"occurred_at": "t1", "channel": "dim"})
     per["dim"] = per["dim"].astype(object)
-    prev = per[["person_key", "t1"]].assign(tp=per.t1)
-    reached = {}
+    prev = per.assign(tp=per.t1)
+    reached: list[Any] = []  # per later step: the people who got there, with their times
     for step in ("add_to_cart", "join", "pay"):
         e = ev[(ev.type == step) & (ev.occurred_at >= t_lo) & (ev.occurred_at <= t_hi + w)]
-        m = prev.merge(e[["person_key", "occurred_at"]], on="person_key")
+        m = prev[["person_key", "tp", "t1"]].merge(
+            e[["person_key", "occurred_at"]], on="person_key"
+        )
         m = m[(m.occurred_at >= m.tp) & (m.occurred_at <= m.t1 + w)]
         best = m.groupby("person_key", sort=False).occurred_at.min()
-        prev = prev[prev.person_key.isin(best.index)].assign(
-            tp=lambda d, b=best: d.person_key.map(b)
+        kept = prev[prev.person_key.isin(best.index)]
+        t = kept.person_key.map(best)
+        reached.append(
+            pd.DataFrame(
+                {
+                    "dim": kept.dim.values,
+                    "dp": (t - kept.tp).dt.total_seconds().values,
+                    "ds": (t - kept.t1).dt.total_seconds().values,
+                }
+            )
         )
-        reached[step] = set(best.index)
-    out: dict[str | None, list[int]] = {}
-    for key, group in [(None, per), *per.groupby("dim", dropna=False, sort=True)]:
-        people = set(group.person_key)
-        counts = [len(people)]
-        for step in ("add_to_cart", "join", "pay"):
-            people &= reached[step]
-            counts.append(len(people))
-        out[None if key is None or key != key else str(key)] = counts
+        prev = kept.assign(tp=t)
+
+    def summary(entered: int, steps: list[Any]) -> list[Any]:
+        out: list[Any] = [entered]
+        for frame in steps:
+            out.append(len(frame))
+            for col in ("dp", "ds"):
+                q = frame[col].quantile(qs, interpolation="linear") if len(frame) else None
+                out.extend([None, None] if q is None else [float(q[0.5]), float(q[0.9])])
+        return out
+
+    out: dict[str | None, list[Any]] = {None: summary(len(per), reached)}
+    for key, group in per.groupby("dim", dropna=False, sort=True):
+        name = None if key is None or key != key else str(key)
+        out[name] = summary(
+            len(group), [f[f.dim.eq(key) if name else f.dim.isna()] for f in reached]
+        )
     return out
 
 
@@ -788,9 +809,18 @@ def run(
         )
         ev_fun = events("funnel", month[0], month[1] + window + timedelta(days=1), steps)
         pd_funnel_ms, pd_fun = _median_ms(lambda: pandas_funnel(ev_fun, *month, window), 1)
-        got = {None: [s.reached for s in fun.total]}
-        got.update({k: [s.reached for s in v] for k, v in fun.by_key.items()})
-        _agree("funnel", got, pd_fun)
+
+        def answer(results: list[Any]) -> list[Any]:
+            out: list[Any] = [results[0].reached]
+            for r in results[1:]:
+                out.append(r.reached)
+                for secs in (r.seconds_from_previous, r.seconds_from_start):
+                    out.extend([secs.get(0.5), secs.get(0.9)])
+            return out
+
+        got = {None: answer(fun.total)}
+        got.update({k: answer(v) for k, v in fun.by_key.items()})
+        _agree("funnel", got, pd_fun)  # people per step and the time-to-convert percentiles
         figures["funnel"] = (funnel_ms, pd_funnel_ms)
         out["funnel_entered"] = fun.entered
         out["funnel_paid"] = fun.total[-1].reached
