@@ -307,3 +307,10 @@ def test_the_roi_period_and_the_list_keep_each_other(analyst: Browser) -> None:
     ]
     action = html.unescape(re.findall(r'action="([^"]*/correct[^"]*)"', page.text)[0])
     assert action.endswith("?" + where)
+    # and the table's own links (sort, next page) keep the ROI period too
+    links = [html.unescape(h) for h in re.findall(r'href="(/console/channels\?[^"]*)"', page.text)]
+    sort_and_pages = [h for h in links if "sort=" in h or "page=" in h]
+    assert sort_and_pages
+    for link in sort_and_pages:
+        assert "start=2026-09-01" in link and "end=2026-11-30" in link and "grain=range" in link
+        assert "f_channel=moments" in link

@@ -79,6 +79,7 @@ def query_for(request: Request, user: ConsoleUser, table: Table) -> lst.ListQuer
 
 
 SOON_SECONDS = 3600  # a countdown under an hour is marked "soon"
+_LISTING_PARAMS = frozenset({"sort", "desc", "page", "per_page", "q"})  # ListQuery.params()
 
 
 def time_left(col: Col, row: Mapping[str, Any], now: datetime) -> float | None:
@@ -145,8 +146,16 @@ def render_table(
         left = time_left(col, row, now) if col.fmt == "time_left" else None
         return left is not None and 0 < left < SOON_SECONDS
 
+    # The page's own parameters that are not the table's (a report period beside the table,
+    # say) travel with its sort and page links, so that paging does not reset the page.
+    others = {
+        k: v
+        for k, v in request.query_params.items()
+        if k not in _LISTING_PARAMS and not k.startswith("f_")
+    }
+
     def href(**changes: Any) -> str:
-        params = query.params(**changes)
+        params = {**others, **query.params(**changes)}
         return base + ("?" + urlencode(params) if params else "")
 
     def sort_href(key: str) -> str:
