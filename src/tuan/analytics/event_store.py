@@ -681,11 +681,20 @@ def upgrade_person_key(analytics_dir: Path) -> int:
 
 
 def _fsync_dir(path: Path) -> None:
+    """fsync a folder (or a file: both are opened read-only)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _move_into_place(tmp: Path, dest: Path) -> None:
+    """fsync a finished ``tmp``, rename it to ``dest``, fsync the folder: ``dest`` is whole, old
+    or new, after a crash."""
+    _fsync_dir(tmp)
+    os.replace(tmp, dest)
+    _fsync_dir(dest.parent)
 
 
 # The layout of an event file (ADR 0006): rows sorted by (type, occurred_at), each type in row
@@ -1134,13 +1143,7 @@ def write_order_facts(db: Database, analytics_dir: Path, now: datetime) -> int:
         )
     finally:
         con.close()
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, facts_dir / FACTS_FILE)
-    _fsync_dir(facts_dir)
+    _move_into_place(tmp, facts_dir / FACTS_FILE)
     return int(table.num_rows)
 
 
@@ -1198,13 +1201,7 @@ def upgrade_order_facts(analytics_dir: Path, row_group_size: int = 1_000_000) ->
             writer.close()
     finally:
         con.close()
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, facts)
-    _fsync_dir(facts.parent)
+    _move_into_place(tmp, facts)
     return True
 
 
