@@ -25,7 +25,7 @@ def eng(tmp_path: Path) -> Iterator[Engine]:
     engine.close()
 
 
-def _inbox(eng: Engine) -> list[dict[str, Any]]:
+def inbox(eng: Engine) -> list[dict[str, Any]]:
     return eng.read(
         lambda c: [
             dict(r._mapping)
@@ -34,14 +34,9 @@ def _inbox(eng: Engine) -> list[dict[str, Any]]:
     )
 
 
-def _project(eng: Engine) -> int:
-    when = eng.now() + timedelta(minutes=1)
-    return eng.write(lambda conn: event_store.project_outbox(conn, when, 500))
-
-
-def test_the_fast_path_stores_the_rows_the_model_stores(
-    eng: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def business(eng: Engine) -> dict[str, str]:
+    """A group of two that forms (the leader buys two), an after-sales refund, and a third
+    customer's open group: every kind of outbox row the projection reads."""
     sku = eng.add_sku(price=3990, cost=2200)
     camp = eng.add_campaign(sku, group_size=2, price=2990)
     leader, member, third = eng.add_customers(3)
@@ -55,16 +50,28 @@ def test_the_fast_path_stores_the_rows_the_model_stores(
     eng.after_sales(joined.order["id"], 500, "r-1")
     eng.dispatch_refunds()
     eng.open(camp, third, sku)
+    return {"sku": sku, "leader_order": placed.order["id"], "member_order": joined.order["id"]}
+
+
+def _project(eng: Engine) -> int:
+    when = eng.now() + timedelta(minutes=1)
+    return eng.write(lambda conn: event_store.project_outbox(conn, when, 500))
+
+
+def test_the_fast_path_stores_the_rows_the_model_stores(
+    eng: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    business(eng)
 
     fast = _project(eng)
-    rows = _inbox(eng)
+    rows = inbox(eng)
     assert fast and len(rows) == 8  # open+join, pay, join, pay, refund, open+join
 
     # The same outbox again, every event through the model (the path before ADR 0010).
     eng.write(lambda c: (c.execute(event_inbox.delete()), c.execute(analytics_cursor.delete())))
     monkeypatch.setattr(event_store, "_engine_row", lambda event, now: None)
     assert _project(eng) == fast
-    model_rows = _inbox(eng)
+    model_rows = inbox(eng)
     assert rows == model_rows
 
 

@@ -12,9 +12,10 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, text, update
 
 from tests.helpers import Engine
+from tests.integration.test_engine_projection import business, inbox
 from tuan.analytics import event_store, order_projection
 from tuan.analytics.event_store import analytics_cursor, event_exported, event_inbox
 from tuan.catalog.store import products
@@ -26,15 +27,6 @@ def eng(tmp_path: Path) -> Iterator[Engine]:
     engine = Engine(tmp_path / "orders-projection.db")
     yield engine
     engine.close()
-
-
-def _inbox(eng: Engine) -> list[dict[str, Any]]:
-    return eng.read(
-        lambda c: [
-            dict(r._mapping)
-            for r in c.execute(select(event_inbox).order_by(event_inbox.c.event_id))
-        ]
-    )
 
 
 def _three_ways(eng: Engine, monkeypatch: pytest.MonkeyPatch) -> tuple[set[int], list[Any]]:
@@ -52,7 +44,7 @@ def _three_ways(eng: Engine, monkeypatch: pytest.MonkeyPatch) -> tuple[set[int],
 
     def project() -> list[dict[str, Any]]:
         eng.write(lambda c: event_store.project_outbox(c, when, 500))
-        return _inbox(eng)
+        return inbox(eng)
 
     def reset() -> None:
         eng.write(lambda c: (c.execute(event_inbox.delete()), c.execute(analytics_cursor.delete())))
@@ -73,23 +65,6 @@ def _three_ways(eng: Engine, monkeypatch: pytest.MonkeyPatch) -> tuple[set[int],
     return taken, by_sql
 
 
-def _business(eng: Engine) -> dict[str, str]:
-    sku = eng.add_sku(price=3990, cost=2200)
-    camp = eng.add_campaign(sku, group_size=2, price=2990)
-    leader, member, third = eng.add_customers(3)
-    placed = eng.open(camp, leader, sku, quantity=2)
-    eng.advance(seconds=30)
-    eng.pay_and_deliver(placed.order["id"])
-    joined = eng.join(placed.group["invite_code"], member)
-    eng.advance(seconds=30)
-    eng.pay_and_deliver(joined.order["id"])
-    eng.advance(minutes=5)
-    eng.after_sales(joined.order["id"], 500, "r-1")
-    eng.dispatch_refunds()
-    eng.open(camp, third, sku)
-    return {"sku": sku, "leader_order": placed.order["id"], "member_order": joined.order["id"]}
-
-
 def _outbox_types(eng: Engine, ids: set[int]) -> list[str]:
     rows = eng.read(lambda c: c.execute(text("SELECT id, type FROM outbox")).all())
     return sorted(t for i, t in rows if i in ids)
@@ -98,7 +73,7 @@ def _outbox_types(eng: Engine, ids: set[int]) -> list[str]:
 def test_the_statement_writes_the_rows_both_python_paths_write(
     eng: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _business(eng)
+    business(eng)
     taken, rows = _three_ways(eng, monkeypatch)
     # every order row went through the statement (and nothing else did)
     assert _outbox_types(eng, taken) == sorted([ev.ORDER_CREATED] * 3 + [ev.ORDER_PAID] * 2)
@@ -127,7 +102,7 @@ def test_the_statement_writes_the_rows_both_python_paths_write(
 def test_an_unusual_category_goes_the_python_way_and_ends_the_same(
     eng: Engine, monkeypatch: pytest.MonkeyPatch, category: str
 ) -> None:
-    _business(eng)
+    business(eng)
     eng.write(lambda c: c.execute(update(products).values(category=category)))
     taken, rows = _three_ways(eng, monkeypatch)
     plain = category == category.strip() and 1 <= len(category) <= 64
@@ -143,7 +118,7 @@ def test_an_unusual_category_goes_the_python_way_and_ends_the_same(
 def test_a_paid_event_with_an_odd_amount_is_projected_as_python_projects_it(
     eng: Engine, monkeypatch: pytest.MonkeyPatch, amount: str | None
 ) -> None:
-    ids = _business(eng)
+    ids = business(eng)
     payload = {"order_id": ids["member_order"]}
     body = orjson.dumps(payload).decode()
     if amount is not None:
@@ -168,7 +143,7 @@ def test_a_paid_event_with_an_odd_amount_is_projected_as_python_projects_it(
 def test_an_event_already_exported_is_not_projected_again(
     eng: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _business(eng)
+    business(eng)
     first_order = eng.read(
         lambda c: c.execute(
             text("SELECT id, aggregate_id FROM outbox WHERE type = :t ORDER BY id LIMIT 1"),
