@@ -36,6 +36,7 @@ def build(
         settings.database_url,
         writer_batch=settings.writer_batch,
         writer_lock=settings.sqlite_writer_lock,
+        checkpoint=settings.sqlite_checkpoint,
     )
     sandbox = SandboxProvider(
         db,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +48,11 @@ class Settings(BaseSettings):
         default=True,
         description="SQLite file: the processes' writers take turns by a file lock beside the "
         "database (woken at once) instead of SQLite's busy handler (polling sleeps).",
+    )
+    sqlite_checkpoint: Literal["background", "inline"] = Field(
+        default="background",
+        description="SQLite file: who copies the WAL back into the database -- a thread of "
+        "its own (background) or the writer inside a commit, SQLite's default (inline).",
     )
     log_level: str = "info"
     analytics_dir: Path | None = Field(

@@ -141,3 +141,54 @@ def test_without_the_lock_nothing_is_created_and_writes_still_work(tmp_path: Pat
     assert _values(database) == [1]
     assert not (tmp_path / "n.db-writer.lock").exists()
     database.close()
+
+
+def _autocheckpoint(database: Database) -> int:
+    raw = database._writer_conn().connection.dbapi_connection
+    assert raw is not None
+    return int(raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+
+
+SIXTEEN_BLOBS = (
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 16)"
+    " INSERT INTO b SELECT randomblob(65536) FROM n"
+)
+
+
+def test_a_thread_of_its_own_copies_the_wal_into_the_database_file(tmp_path: Path) -> None:
+    import time
+
+    path = tmp_path / "c.db"
+    database = Database(f"sqlite:///{path}")  # the default: checkpoints in the background
+    database.write(lambda c: c.execute(text("CREATE TABLE b (v BLOB)")))
+    assert _autocheckpoint(database) == 0  # the writer no longer copies the WAL itself
+    before = path.stat().st_size
+    for _ in range(12):  # 12 MiB, far past SQLite's own 1,000-page checkpoint (~4 MiB)
+        database.write(lambda c: c.execute(text(SIXTEEN_BLOBS)))
+    deadline = time.monotonic() + 20
+    while path.stat().st_size < before + 12 * 2**20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Nothing else checkpoints here: the writer's autocheckpoint is off, the readers write
+    # nothing, and no connection has closed. The file has the rows only if the thread ran.
+    assert path.stat().st_size >= before + 12 * 2**20
+    checkpointer = database._checkpointer
+    assert checkpointer is not None and checkpointer.checkpoints >= 1
+    with database.read() as conn:
+        assert conn.execute(text("SELECT count(*) FROM b")).scalar_one() == 12 * 16
+    database.close()
+    assert not checkpointer._thread.is_alive()  # stopped and joined by close()
+
+
+def test_inline_checkpoints_are_sqlites_own(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'i.db'}", checkpoint="inline")
+    database.write(lambda c: c.execute(text("CREATE TABLE t (v INTEGER PRIMARY KEY)")))
+    database.write(_insert(1))  # type: ignore[arg-type]
+    assert _autocheckpoint(database) == 1000  # SQLite's default, in the writer's commits
+    assert database._checkpointer is None  # no thread was started
+    assert _values(database) == [1]
+    database.close()
+
+
+def test_an_unknown_checkpoint_mode_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="checkpoint must be one of background, inline"):
+        Database(f"sqlite:///{tmp_path / 'x.db'}", checkpoint="sometimes")
