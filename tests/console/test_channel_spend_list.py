@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -314,3 +315,61 @@ def test_the_roi_period_and_the_list_keep_each_other(analyst: Browser) -> None:
     for link in sort_and_pages:
         assert "start=2026-09-01" in link and "end=2026-11-30" in link and "grain=range" in link
         assert "f_channel=moments" in link
+
+
+def _filter_form(page: str) -> list[tuple[str, str]]:
+    """The spend list's filter form as a browser submits it: each control's name and value, in
+    order (a select: its selected option, else the first)."""
+    form = re.search(r'<form class="filters"[^>]*>.*?</form>', page, re.S)
+    assert form
+    fields: list[tuple[str, str]] = []
+    for tag, attrs, options in re.findall(
+        r"<(input|select)\b([^>]*)>(?:(.*?)</select>)?", form.group(0), re.S
+    ):
+        name = re.search(r'name="([^"]*)"', attrs)
+        assert name
+        if tag == "select":
+            chosen = re.search(r'<option value="([^"]*)" selected', options) or re.search(
+                r'<option value="([^"]*)"', options
+            )
+            assert chosen
+            fields.append((name.group(1), chosen.group(1)))
+        else:
+            value = re.search(r'value="([^"]*)"', attrs)
+            fields.append((name.group(1), html.unescape(value.group(1)) if value else ""))
+    return fields
+
+
+def test_the_filter_form_submits_the_list_and_the_roi_period(analyst: Browser) -> None:
+    where = (
+        "start=2026-09-01&end=2026-11-30&grain=week&f_channel=xhs&f_period_end_from=2026-03-15"
+        "&f_period_start_to=2026-12-31&f_note=&sort=amount_cents&desc=0&page=2"
+    )
+    page = analyst.get(f"/console/channels?{where}").text
+    assert _filter_form(page) == [
+        ("f_channel", "xhs"),
+        ("f_period_end_from", "2026-03-15"),
+        ("f_period_start_to", "2026-12-31"),
+        ("f_note", ""),
+        ("sort", "amount_cents"),
+        ("desc", "0"),
+        ("start", "2026-09-01"),
+        ("end", "2026-11-30"),
+        ("grain", "week"),
+    ]
+    # no period chosen, nothing sorted: the list's controls only, empty
+    assert _filter_form(analyst.get("/console/channels").text) == [
+        ("f_channel", ""),
+        ("f_period_end_from", ""),
+        ("f_period_start_to", ""),
+        ("f_note", ""),
+    ]
+    form = re.search(r'<form class="filters"[^>]*>', page)
+    assert form and 'aria-label="筛选投放记录"' in form.group(0)
+    assert "投放期间 从" in page and "备注含" in page
+    # submitted as it stands, the form shows the same list (from its first page) and period
+    again = analyst.get("/console/channels?" + urlencode(_filter_form(page))).text
+    first = analyst.get("/console/channels?" + where.removesuffix("&page=2")).text
+    assert _count(again) == _count(first) == 3
+    assert _table(again).rows == _table(first).rows
+    assert _filter_form(again) == _filter_form(page)
