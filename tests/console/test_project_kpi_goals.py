@@ -4,6 +4,7 @@ the store never saw, and renders a channel goal and a goal without data."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,9 +14,10 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.console.helpers import Console, running_console
-from tests.integration.kpi_goal_store import event, paid_order, write_store
+from tests.integration.kpi_goal_store import count_connects, event, paid_order, write_store
 from tuan.analytics import event_store
 from tuan.analytics.kpis import KPIS
+from tuan.projects import goals
 from tuan.projects import service as projects
 from tuan.projects.tracking_store import project_goals
 
@@ -94,3 +96,54 @@ def test_kpi_metrics_and_a_channel_goal(con: Console) -> None:
     assert "analytics:orders" in page
     # No add-to-cart event at all: the abandonment goal has no data, shown as such.
     assert page.count('data-testid="goal-no-data"') == 1 and "无数据" in page
+
+
+def test_the_goals_page_opens_the_event_store_once(
+    con: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = con.now
+    day = timedelta(days=1)
+    write_store(
+        event_store.analytics_dir_for(con.api.c.settings),
+        [
+            event("view", now - 2 * day, "c1", channel="wechat_group", campaign="k"),
+            event("pay", now - 2 * day, "c1", channel="wechat_group", campaign="k"),
+            event("view", now - 2 * day, "c2", channel="moments", campaign="k"),
+        ],
+        [paid_order("o1", "c1", now - 2 * day, 12_000, channel="wechat_group", campaign="k")],
+    )
+    pm = con.user("project_manager")
+    project = con.api.c.db.write(
+        lambda c: projects.create_project(c, name="多目标", key="MG", now=now, created_by=pm["id"])
+    )
+    con.api.c.db.write(
+        lambda c: projects.add_member(c, project["id"], pm["id"], "project_manager", now)
+    )
+    span = {"starts_at": now - 4 * day, "deadline_at": now + 4 * day}
+    for name, metric, target in (
+        ("GMV", "kpi.gmv", 30_000),
+        ("访客", "kpi.uv", 5),
+        ("转化率", "kpi.conversion_rate", 0.4),
+        ("退款率", "kpi.refund_rate", 0.1),
+        ("下单数", "orders", 10),
+    ):
+        con.api.c.db.write(
+            lambda c, n=name, m=metric, t=target: goals.create_goal(
+                c, project["id"], name=n, metric=m, target=t, now=now, **span
+            )
+        )
+    b = con.browser("project_manager")
+    url = f"/console/projects/{project['id']}/goals"
+
+    opened = count_connects(monkeypatch)
+    page = b.get(url).text
+    assert len(opened) == 1
+    actual = re.findall(r'data-testid="goal-actual">([^<]*)<', page)
+    # by deadline, then id: the order they were made in
+    assert actual == ["¥120.00", "2", "50.0%", "0.0%", "0"]
+    assert page.count('data-testid="goal-status"') == 5
+    assert '<option value="wechat_group" label="渠道">' in page  # the channels, same connection
+
+    refused = b.post(url, {"name": "", "metric": "kpi.gmv", "target": "1"})
+    assert refused.status_code == 422 and len(opened) == 2
+    assert re.findall(r'data-testid="goal-actual">([^<]*)<', refused.text) == actual

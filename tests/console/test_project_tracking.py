@@ -5,6 +5,7 @@ why."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -486,3 +487,84 @@ def test_standup_and_people_figures(con: Console) -> None:
     assert today.startswith("1)") and "已逾期" in today.split("受阻")[0]
     assert blocked.startswith("1)") and "被卡住" in blocked
     assert "下周做" not in standup
+
+
+# Each form's field errors as the page shows them: (form path, the form as typed, the field's
+# element id, the field's name, its message in Chinese and in English).
+FIELD_ERRORS: list[tuple[str, dict[str, str], str, str, str, str]] = [
+    ("goals", {"name": "GMV", "metric": "orders", "target": "10", "starts_at": "",
+     "deadline_at": "2026-12-31T00:00", "scope_kind": "all"}, "g-start", "starts_at",
+     "请填写开始时间。", "Enter when the goal starts."),
+    ("goals", {"name": "GMV", "metric": "orders", "target": "10",
+     "starts_at": "2026-12-01T00:00", "deadline_at": "soon", "scope_kind": "all"},
+     "g-deadline", "deadline_at", "请填写截止时间。", "Enter the deadline."),
+    ("goals", {"name": "GMV", "metric": "orders", "target": "-3",
+     "starts_at": "2026-12-01T00:00", "deadline_at": "2026-12-31T00:00", "scope_kind": "all"},
+     "g-target", "target", "目标须为大于 0 的数字。", "The target must be a number above 0."),
+    ("goals/{goal}/edit", {"name": "  ", "metric": "orders", "target": "10",
+     "starts_at": "2026-12-01T00:00", "deadline_at": "2026-12-31T00:00", "scope_kind": "all"},
+     "e-1-name", "name", "请填写目标名称。", "Enter a name."),
+    ("risks", {"title": "断货", "category": "supply", "likelihood": "7", "impact": "3",
+     "owner_id": "{pm}"}, "r-lk", "likelihood", "可能性为 1 到 5。", "Likelihood is 1 to 5."),
+    ("risks/{risk}/edit", {"title": "断货", "category": "supply",
+     "likelihood": "2", "impact": "2", "owner_id": ""}, "re-owner", "owner_id", "请选择负责人。",
+     "Choose an owner."),
+    ("risks/{risk}/triggers", {"kind": "refund_rate_above", "threshold": "abc"},
+     "tg-threshold", "threshold", "请输入数字。", "Enter a number."),
+    ("budget/spend", {"line_id": "{line}", "amount_yuan": "12", "day": "2026-12-01",
+     "note": "长" * 241}, "sp-note", "note", "备注最多 240 个字。", "At most 240 characters."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", FIELD_ERRORS, ids=[f"{c[0]}:{c[3]}" for c in FIELD_ERRORS])
+def test_a_field_error_comes_back_next_to_its_field(
+    con: Console, case: tuple[str, dict[str, str], str, str, str, str]
+) -> None:
+    """A rejected field is marked and explained next to itself, in the reader's language, with
+    what was typed kept (the other fields too), on the form's own page; nothing is saved."""
+    path, typed, field_id, name, zh, en = case
+    s = _setup(con)
+    _seed(con, s)
+    with con.api.c.db.read() as conn:
+        names = {
+            "goal": goals.list_goals(conn, s["project"], con.now)[0]["id"],
+            "risk": risks.register(conn, s["project"])["risks"][0]["id"],
+            "line": budget.budget_overview(conn, s["project"])["lines"][0]["id"],
+            "pm": s["pm"],
+        }
+    form = {k: v.format(**names) for k, v in typed.items()}
+    before = _actions(con)
+    for lang, message in (("zh", zh), ("en", en)):
+        b = con.browser("project_manager")
+        if lang == "en":
+            _english(b)
+        got = b.post(f"{_base(s)}/{path.format(**names)}", form)
+        assert got.status_code == 422
+        assert f'<p class="field-error" id="{field_id}-err">{message}</p>' in got.text
+        control = re.search(
+            rf'<(?:input|select|textarea) id="{field_id}" name="{name}"[^>]*>', got.text
+        )
+        assert control and 'aria-invalid="true"' in control.group(0)
+        assert f'aria-describedby="{field_id}-err"' in control.group(0) or (
+            f'{field_id}-hint {field_id}-err"' in control.group(0)
+        )
+        for key, value in form.items():  # every typed value is back in its control
+            if key != name and key not in ("kind", "category", "metric", "scope_kind"):
+                assert html.escape(value) in got.text, key
+        assert got.text.count('class="field-error"') == 1
+        # the summary above the form says why nothing was saved
+        assert (
+            "请更正下面标出的内容" if lang == "zh" else "correct the fields marked below"
+        ) in got.text
+    assert _actions(con) == before
+
+
+def test_the_form_declarations_match_the_domain_and_the_trigger_kinds() -> None:
+    """The risk form is the domain's editable fields; the trigger form has every field a kind
+    takes (and nothing else but the kind), for every kind the domain has."""
+    from tuan.entrypoints.console.routes import project_tracking as pt
+
+    assert pt.RISK_FIELDS == risks.EDITABLE
+    taken = {f for fields in pt.TRIGGER_FIELDS.values() for f in fields}
+    assert set(pt.TriggerForm.model_fields) == taken | {"kind"}
+    assert set(pt.TRIGGER_FIELDS) == set(risks.TRIGGER_KINDS)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.e2e.api_helpers import Api, assert_problem, iso, running_api
-from tests.integration.kpi_goal_store import event, paid_order, write_store
+from tests.integration.kpi_goal_store import count_connects, event, paid_order, write_store
 from tuan.accounts.store import audit_log
 from tuan.analytics import event_store
 from tuan.projects import service as projects
@@ -87,3 +87,57 @@ def test_a_channel_kpi_goal_over_http(api: Api) -> None:
     assert "moments, wechat_group" in r.json()["detail"]
     assert _count(api, project_goals) == goals_before
     assert _count(api, audit_log) == audits_before
+
+
+def test_one_store_connection_per_request(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = api.clock()
+    day = timedelta(days=1)
+    write_store(
+        event_store.analytics_dir_for(api.c.settings),
+        [
+            event("view", now - 3 * day, "c1", channel="wechat_group", campaign="k"),
+            event("pay", now - 3 * day, "c1", channel="wechat_group", campaign="k"),
+            event("view", now - 2 * day, "c2", channel="moments", campaign="k"),
+        ],
+        [paid_order("o1", "c1", now - 3 * day, 12_000, channel="wechat_group", campaign="k")],
+    )
+    project = api.c.db.write(lambda c: projects.create_project(c, name="多目标", now=now, key="MG"))
+    engine_only = api.c.db.write(
+        lambda c: projects.create_project(c, name="引擎", now=now, key="EO")
+    )
+    pm = api.token("project_manager")
+    span = {"starts_at": iso(now - 4 * day), "deadline_at": iso(now + 4 * day)}
+    kpis = [
+        {"name": "GMV", "metric": "kpi.gmv", "target": 30_000},
+        {"name": "UV", "metric": "kpi.uv", "target": 5, "scope_kind": "channel",
+         "scope_id": "wechat_group"},
+        {"name": "转化", "metric": "kpi.conversion_rate", "target": 0.5},
+        {"name": "退款", "metric": "kpi.refund_rate", "target": 0.1},
+    ]  # fmt: skip
+    created = [
+        api.ok(api.post(f"/projects/{project['id']}/goals", {**g, **span}, pm)) for g in kpis
+    ]
+    api.ok(
+        api.post(
+            f"/projects/{engine_only['id']}/goals", {**kpis[0], **span, "metric": "orders"}, pm
+        )
+    )
+
+    opened = count_connects(monkeypatch)
+    listed = api.ok(api.get(f"/projects/{project['id']}/goals", pm), 200)
+    assert len(opened) == 1
+    # the same figures as each goal had when it was made (its own connection then)
+    assert [(g["id"], g["actual"], g["forecast"], g["status"]) for g in listed] == [
+        (g["id"], g["actual"], g["forecast"], g["status"]) for g in created
+    ]
+    assert [g["actual"] for g in listed] == [12_000, 1, pytest.approx(0.5), 0.0]
+
+    made = api.ok(api.post(f"/projects/{project['id']}/goals", {**kpis[1], **span}, pm))
+    assert len(opened) == 2 and made["actual"] == 1  # the channel check and the progress: one
+    api.ok(api.get(f"/projects/{engine_only['id']}/goals", pm), 200)
+    api.ok(
+        api.post(
+            f"/projects/{engine_only['id']}/goals", {**kpis[0], **span, "metric": "orders"}, pm
+        )
+    )
+    assert len(opened) == 2  # no KPI goal: the store is never opened

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 
+from tuan.analytics import event_store
 from tuan.analytics.event_store import FACT_COLUMNS, FACTS_FILE
 from tuan.analytics.kpis import EVENTS_COLUMNS
 
@@ -75,3 +77,17 @@ def write_store(
     (folder / "order_facts").mkdir(parents=True, exist_ok=True)
     con.execute(f"COPY facts TO '{folder / 'order_facts' / FACTS_FILE}' (FORMAT PARQUET)")
     con.close()
+
+
+def count_connects(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """From now on, every ``event_store.connect`` (the real one) is recorded: the folders it
+    opened, in order."""
+    opened: list[Path] = []
+    real = event_store.connect
+
+    def counting(analytics_dir: Path, **kw: Any) -> duckdb.DuckDBPyConnection:
+        opened.append(analytics_dir)
+        return real(analytics_dir, **kw)
+
+    monkeypatch.setattr(event_store, "connect", counting)
+    return opened

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import Engine
-from tests.integration.kpi_goal_store import event, paid_order, write_store
+from tests.integration.kpi_goal_store import count_connects, event, paid_order, write_store
 from tuan.accounts import service as accounts
 from tuan.projects import goals, retros
 from tuan.projects import service as projects
@@ -72,13 +72,15 @@ def _goal(eng: Engine, s: dict[str, Any], store: Path | None, **kw: Any) -> dict
         "deadline_at": s["t0"] + timedelta(days=10),
         **kw,
     }
-    return eng.write(
-        lambda c: goals.create_goal(c, s["project"], now=eng.now(), analytics_dir=store, **values)
-    )
+    with goals.open_store(store) as kpi:
+        return eng.write(
+            lambda c: goals.create_goal(c, s["project"], now=eng.now(), store=kpi, **values)
+        )
 
 
 def _progress(eng: Engine, goal: dict[str, Any], store: Path | None) -> dict[str, Any]:
-    return eng.read(lambda c: goals.goal_progress(c, goal, eng.now(), analytics_dir=store))
+    with goals.open_store(store) as kpi:
+        return eng.read(lambda c: goals.goal_progress(c, goal, eng.now(), store=kpi))
 
 
 def test_gmv_of_a_channel_is_cumulative_and_exact(eng: Engine, tmp_path: Path) -> None:
@@ -184,3 +186,35 @@ def test_bad_goals_are_refused_and_change_nothing(
     assert err.value.code == "projects.goal_invalid"
     assert detail in err.value.params["detail"]
     assert eng.count(project_goals) == before
+
+
+def test_a_retro_reads_every_kpi_goal_through_one_store_connection(
+    eng: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "analytics"
+    s = _setup(eng, store)
+    made = [
+        _goal(eng, s, store, metric="kpi.gmv", target=76_000),
+        _goal(eng, s, store, metric="kpi.uv", target=6, scope_kind="channel",
+              scope_id="wechat_group"),
+        _goal(eng, s, store, metric="kpi.refund_rate", target=0.3, scope_kind="campaign",
+              scope_id=s["campaign"]),
+        _goal(eng, s, store, metric="gmv_cents", target=100_000),
+    ]  # fmt: skip
+    alone = {g["id"]: _progress(eng, g, store) for g in made}  # each goal on its own store
+    opened = count_connects(monkeypatch)
+    retro = eng.write(
+        lambda c: retros.create_retro(
+            c, s["project"], title="复盘", now=eng.now(), analytics_dir=store
+        )
+    )
+    assert len(opened) == 1
+    snap = {g["goal_id"]: g for g in retro["kpi_snapshot"]["goals"]}
+    assert snap[made[0]["id"]]["actual"] == 90_000 and snap[made[1]["id"]]["actual"] == 3
+    for goal_id, p in alone.items():
+        assert (snap[goal_id]["actual"], snap[goal_id]["status"]) == (p["actual"], p["status"])
+    # a project whose goals are all the engine's does not open the store at all
+    eng.write(lambda c: [goals.delete_goal(c, s["project"], str(g["id"])) for g in made[:3]])
+    eng.write(lambda c: retros.create_retro(c, s["project"], title="二", now=eng.now(),
+                                            analytics_dir=store))  # fmt: skip
+    assert len(opened) == 1

@@ -41,8 +41,6 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -330,40 +328,70 @@ def read_metric(
 # -- reading KPI metrics from the analytics event store -----------------------------------------
 
 
-@contextmanager
-def open_store(analytics_dir: Path | None) -> Iterator[duckdb.DuckDBPyConnection | None]:
-    """A DuckDB connection over the event store in ``analytics_dir``, or None when there is no
-    store (no folder given, the folder missing or unreadable): KPI goals then have no data."""
+class KpiStore:
+    """The analytics event store for one unit of work (a request, a retrospective): a DuckDB
+    connection over the store in ``analytics_dir``, opened at the first read and at most once,
+    closed by :meth:`close` (or at the end of a ``with`` block). Pass it down to every goal read
+    of that unit of work, and keep it in the thread that made it (DuckDB connections are not
+    shared between threads).
+
+    No store (no folder given, the folder missing or unreadable) reads as None: KPI goals then
+    have no data."""
+
+    def __init__(self, analytics_dir: Path | None) -> None:
+        self.analytics_dir = analytics_dir
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._opened = False
+
+    def connection(self) -> duckdb.DuckDBPyConnection | None:
+        if not self._opened:
+            self._opened = True
+            self._con = _connect(self.analytics_dir)
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> KpiStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _connect(analytics_dir: Path | None) -> duckdb.DuckDBPyConnection | None:
     import duckdb
 
     from tuan.analytics import event_store
 
-    con = None
-    if analytics_dir is not None and analytics_dir.is_dir():
-        try:
-            con = event_store.connect(analytics_dir)
-        except (duckdb.Error, OSError):
-            con = None
+    if analytics_dir is None or not analytics_dir.is_dir():
+        return None
     try:
-        yield con
-    finally:
-        if con is not None:
-            con.close()
+        return event_store.connect(analytics_dir)
+    except (duckdb.Error, OSError):
+        return None
 
 
-def known_channels(analytics_dir: Path | None) -> list[str]:
+def open_store(analytics_dir: Path | None) -> KpiStore:
+    """The event store in ``analytics_dir`` for one unit of work (see :class:`KpiStore`)."""
+    return KpiStore(analytics_dir)
+
+
+def known_channels(store: KpiStore | None) -> list[str]:
     """The attributed channels the event store has seen (events or orders), sorted."""
     import duckdb
 
     from tuan.analytics.kpis import KpiInputError, slice_keys
 
-    with open_store(analytics_dir) as con:
-        if con is None:
-            return []
-        try:
-            return slice_keys(con, "channel")
-        except (duckdb.Error, KpiInputError):
-            return []
+    con = None if store is None else store.connection()
+    if con is None:
+        return []
+    try:
+        return slice_keys(con, "channel")
+    except (duckdb.Error, KpiInputError):
+        return []
 
 
 def read_kpi(
@@ -420,7 +448,7 @@ def _project(conn: Connection, project_id: str) -> dict[str, Any]:
     return dict(row._mapping)
 
 
-def _check_goal(conn: Connection, values: dict[str, Any], analytics_dir: Path | None) -> None:
+def _check_goal(conn: Connection, values: dict[str, Any], store: KpiStore | None) -> None:
     metric = values["metric"]
     if metric not in METRICS:
         raise DomainError(
@@ -455,7 +483,7 @@ def _check_goal(conn: Connection, values: dict[str, Any], analytics_dir: Path | 
                 detail="the engine's metrics have no channel: for a channel scope use an"
                 " analytics KPI metric (kpi.gmv, kpi.paid_orders, kpi.conversion_rate, …)",
             )
-        _check_channel(ident, analytics_dir)
+        _check_channel(ident, store)
     if kind in ("campaign", "community"):
         from tuan.communities.store import communities
 
@@ -464,7 +492,7 @@ def _check_goal(conn: Connection, values: dict[str, Any], analytics_dir: Path | 
             raise DomainError(NOT_FOUND, kind=kind, id=ident or "")
 
 
-def _check_channel(ident: str | None, analytics_dir: Path | None) -> None:
+def _check_channel(ident: str | None, store: KpiStore | None) -> None:
     """A channel scope names an attributed channel the event store has seen: a goal on a
     channel nobody ever came from (a typo, ``wechat-group`` for ``wechat_group``) could never
     be measured, so it is refused rather than left at "no data" for ever."""
@@ -474,7 +502,7 @@ def _check_channel(ident: str | None, analytics_dir: Path | None) -> None:
             detail="a channel scope needs the channel code of the events (letters, digits, _ . -;"
             " e.g. wechat_group)",
         )
-    seen = known_channels(analytics_dir)
+    seen = known_channels(store)
     if ident not in seen:
         raise DomainError(
             GOAL_INVALID,
@@ -496,9 +524,9 @@ def create_goal(
     scope_id: str | None = None,
     now: datetime,
     created_by: str | None = None,
-    analytics_dir: Path | None = None,
+    store: KpiStore | None = None,
 ) -> dict[str, Any]:
-    """Add a goal; ``analytics_dir`` (the event store) is read to check a channel scope."""
+    """Add a goal; the event store (``store``, None: none) is read to check a channel scope."""
     _project(conn, project_id)
     name = name.strip()
     if not name or len(name) > 160:
@@ -516,7 +544,7 @@ def create_goal(
         "created_by": created_by,
         "created_at": now,
     }
-    _check_goal(conn, values, analytics_dir)
+    _check_goal(conn, values, store)
     values["target"] = float(target)
     conn.execute(insert(project_goals).values(**values))
     return get_goal(conn, str(values["id"]))
@@ -542,23 +570,11 @@ def goal_progress(
     goal: dict[str, Any],
     now: datetime,
     zone: str = "Asia/Shanghai",
-    analytics_dir: Path | None = None,
+    store: KpiStore | None = None,
 ) -> dict[str, Any]:
     """A goal with its actual, trend (daily series), forecast to the deadline and status.
-    ``analytics_dir`` is the event store KPI metrics are read from (None: no data)."""
-    if METRICS.get(str(goal["metric"]), ENGINE_METRICS["orders"]).source == "analytics":
-        with open_store(analytics_dir) as con:
-            return _progress(conn, goal, now, zone, con)
-    return _progress(conn, goal, now, zone, None)
-
-
-def _progress(
-    conn: Connection,
-    goal: dict[str, Any],
-    now: datetime,
-    zone: str,
-    store: duckdb.DuckDBPyConnection | None,
-) -> dict[str, Any]:
+    ``store`` is the event store KPI metrics are read from (None: no data); it is opened only
+    for a KPI goal."""
     start, deadline = goal["starts_at"], goal["deadline_at"]
     end = min(max(now, start), deadline)
     metric = str(goal["metric"])
@@ -566,12 +582,13 @@ def _progress(
     scope = {"scope_kind": goal["scope_kind"], "scope_id": goal["scope_id"], "zone": zone}
     begin, days = recent_window(start, end)
     if spec.source == "analytics":
-        reading = read_kpi(store, metric, start=start, end=end, **scope)
+        con = None if store is None else store.connection()
+        reading = read_kpi(con, metric, start=start, end=end, **scope)
         if spec.kind == "distinct":  # growth of the distinct count over the recent window
-            before = read_kpi(store, metric, start=start, end=begin, daily=False, **scope)
+            before = read_kpi(con, metric, start=start, end=begin, daily=False, **scope)
             recent_value: float | None = float(reading.value or 0) - float(before.value or 0)
         else:
-            recent_value = read_kpi(store, metric, start=begin, end=end, daily=False, **scope).value
+            recent_value = read_kpi(con, metric, start=begin, end=end, daily=False, **scope).value
     else:
         reading = read_metric(conn, metric, start=start, end=end, **scope)
         recent_value = read_metric(conn, metric, start=begin, end=end, **scope).value
@@ -623,8 +640,10 @@ def list_goals(
     project_id: str,
     now: datetime,
     zone: str = "Asia/Shanghai",
-    analytics_dir: Path | None = None,
+    store: KpiStore | None = None,
 ) -> list[dict[str, Any]]:
+    """The project's goals with their progress (:func:`goal_progress`), all read through the one
+    ``store`` (opened only if a goal is a KPI goal)."""
     _project(conn, project_id)
     rows = [
         dict(r._mapping)
@@ -634,7 +653,4 @@ def list_goals(
             .order_by(project_goals.c.deadline_at, project_goals.c.id)
         )
     ]
-    if not any(str(g["metric"]) in KPI_METRICS for g in rows):
-        return [_progress(conn, g, now, zone, None) for g in rows]
-    with open_store(analytics_dir) as store:
-        return [_progress(conn, g, now, zone, store) for g in rows]
+    return [goal_progress(conn, g, now, zone, store) for g in rows]

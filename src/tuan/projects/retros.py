@@ -70,24 +70,25 @@ def kpi_snapshot(
             "groups": stats["groups"],
         }
     query = select(project_goals).where(project_goals.c.project_id == project_id)
-    for row in conn.execute(query.order_by(project_goals.c.id)).all():
-        goal = dict(row._mapping)
-        other_campaign = goal["scope_kind"] == "campaign" and goal["scope_id"] != campaign_id
-        if campaign_id is not None and other_campaign:
-            continue
-        progress = goals.goal_progress(conn, goal, now, zone, analytics_dir)
-        snapshot["goals"].append(
-            {
-                "goal_id": goal["id"],
-                "name": goal["name"],
-                "metric": goal["metric"],
-                "target": goal["target"],
-                "actual": progress["actual"],
-                "forecast": progress["forecast"],
-                "status": progress["status"],
-                "achieved": progress["achieved"],
-            }
-        )
+    with goals.open_store(analytics_dir) as store:  # one event store for every KPI goal
+        for row in conn.execute(query.order_by(project_goals.c.id)).all():
+            goal = dict(row._mapping)
+            other_campaign = goal["scope_kind"] == "campaign" and goal["scope_id"] != campaign_id
+            if campaign_id is not None and other_campaign:
+                continue
+            progress = goals.goal_progress(conn, goal, now, zone, store)
+            snapshot["goals"].append(
+                {
+                    "goal_id": goal["id"],
+                    "name": goal["name"],
+                    "metric": goal["metric"],
+                    "target": goal["target"],
+                    "actual": progress["actual"],
+                    "forecast": progress["forecast"],
+                    "status": progress["status"],
+                    "achieved": progress["achieved"],
+                }
+            )
     return snapshot
 
 

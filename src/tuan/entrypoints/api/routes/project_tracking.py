@@ -58,32 +58,27 @@ P = "/projects/{project_id}"
 @router.get(P + "/goals", response_model=list[GoalOut])
 def list_goals(project_id: str, c: ContainerDep, who: View) -> Any:
     """Goals with actual, trend, forecast to the deadline and status."""
-    with c.db.read() as conn:
-        return goals.list_goals(
-            conn,
-            project_id,
-            c.clock(),
-            c.settings.timezone,
-            event_store.analytics_dir_for(c.settings),
-        )
+    with c.db.read() as conn, goals.open_store(event_store.analytics_dir_for(c.settings)) as store:
+        return goals.list_goals(conn, project_id, c.clock(), c.settings.timezone, store)
 
 
 @router.post(P + "/goals", status_code=201, response_model=GoalOut)
 async def create_goal(project_id: str, body: GoalIn, c: ContainerDep, who: Edit) -> Any:
     """A goal on an engine metric or an analytics KPI (``kpi.<name>``); a channel scope takes a
     KPI metric and a channel the event store has seen."""
-    store = event_store.analytics_dir_for(c.settings)
+    folder = event_store.analytics_dir_for(c.settings)
 
     def run(conn: Connection) -> dict[str, Any]:
-        made = goals.create_goal(
-            conn,
-            project_id,
-            **body.model_dump(),
-            now=c.clock(),
-            created_by=who.token_id,
-            analytics_dir=store,
-        )
-        return goals.goal_progress(conn, made, c.clock(), c.settings.timezone, store)
+        with goals.open_store(folder) as store:  # opened in the thread that runs the write
+            made = goals.create_goal(
+                conn,
+                project_id,
+                **body.model_dump(),
+                now=c.clock(),
+                created_by=who.token_id,
+                store=store,
+            )
+            return goals.goal_progress(conn, made, c.clock(), c.settings.timezone, store)
 
     return await c.db.write_async(audited(who, c, "goal.create", "goal", run))
 

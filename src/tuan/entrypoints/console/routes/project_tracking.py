@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from tuan.accounts import service as accounts
@@ -60,6 +61,12 @@ TRIGGER_FIELDS: dict[str, tuple[str, ...]] = {
     "formation_below_target": ("campaign_id", "threshold", "window_hours", "min_groups"),
     "refund_rate_above": ("campaign_id", "threshold", "window_hours", "min_orders"),
     "budget_line_over": ("line_id", "percent"),
+}
+# The other way round, for the form (a field is shown for its kinds): field -> "kind kind …".
+TRIGGER_KINDS_OF: dict[str, str] = {
+    field: " ".join(kind for kind, fields in TRIGGER_FIELDS.items() if field in fields)
+    for fields in TRIGGER_FIELDS.values()
+    for field in fields
 }
 LEVEL_COLOURS = {"low": "#bbf7d0", "medium": "#fde68a", "high": "#fdba74", "critical": "#fca5a5"}
 
@@ -273,24 +280,49 @@ def _goal_chart(goal: Mapping[str, Any], user: ConsoleUser, zone: ZoneInfo) -> s
     )
 
 
+FormText = Annotated[str, Field(max_length=200)]
+LongText = Annotated[str, Field(max_length=8000)]
+
+
+class GoalForm(BaseModel):
+    """The goal form's fields as typed (new goal and edit alike; the template's
+    ``goal_fields`` renders them): parsed by :func:`_goal_values`."""
+
+    name: FormText = ""
+    metric: FormText = ""
+    target: FormText = ""  # yuan, a count or percent, by the metric's unit
+    starts_at: FormText = ""
+    deadline_at: FormText = ""
+    scope_kind: FormText = "all"
+    scope_id: FormText = ""
+
+
 def _goal_form(goal: Mapping[str, Any], zone: ZoneInfo) -> dict[str, str]:
+    """A stored goal as its edit form shows it."""
     unit = goals.METRICS[str(goal["metric"])].unit
     value = _goal_value(float(goal["target"]), unit)
-    return {
-        "name": str(goal["name"]),
-        "metric": str(goal["metric"]),
-        "target": "" if value is None else f"{value:g}",
-        "starts_at": _local_input(goal["starts_at"], zone),
-        "deadline_at": _local_input(goal["deadline_at"], zone),
-        "scope_kind": str(goal["scope_kind"]),
-        "scope_id": str(goal["scope_id"] or ""),
-    }
+    return GoalForm.model_construct(
+        name=str(goal["name"]),
+        metric=str(goal["metric"]),
+        target="" if value is None else f"{value:g}",
+        starts_at=_local_input(goal["starts_at"], zone),
+        deadline_at=_local_input(goal["deadline_at"], zone),
+        scope_kind=str(goal["scope_kind"]),
+        scope_id=str(goal["scope_id"] or ""),
+    ).model_dump()
+
+
+def _kpi_store(request: Request) -> goals.KpiStore:
+    """The analytics event store for this request: each goals handler opens one (at its first
+    read) and passes it to every read, closed when the handler returns."""
+    return goals.open_store(event_store.analytics_dir_for(web.container_of(request).settings))
 
 
 def _goals_page(
     request: Request,
     user: ConsoleUser,
     project_id: str,
+    store: goals.KpiStore,
     *,
     status: int = 200,
     form: dict[str, str] | None = None,
@@ -299,7 +331,6 @@ def _goals_page(
 ) -> Response:
     c = web.container_of(request)
     zone = _zone(request)
-    store = event_store.analytics_dir_for(c.settings)
     with c.db.read() as conn:
         project = projects.get_project(conn, project_id)
         items = goals.list_goals(conn, project_id, c.clock(), c.settings.timezone, store)
@@ -335,7 +366,8 @@ def _goals_page(
 
 @router.get(BASE + "/goals", response_class=HTMLResponse)
 def goals_page(request: Request, user: Viewer, project_id: str) -> Response:
-    return _goals_page(request, user, project_id)
+    with _kpi_store(request) as store:
+        return _goals_page(request, user, project_id, store)
 
 
 def _goal_values(
@@ -380,54 +412,43 @@ def _goal_values(
     }, {}
 
 
-GoalField = Annotated[str, Form(max_length=200)]
-
-
 @router.post(BASE + "/goals", response_class=HTMLResponse)
 def create_goal(
-    request: Request,
-    user: Editor,
-    project_id: str,
-    name: GoalField = "",
-    metric: GoalField = "",
-    target: GoalField = "",
-    starts_at: GoalField = "",
-    deadline_at: GoalField = "",
-    scope_kind: GoalField = "all",
-    scope_id: GoalField = "",
+    request: Request, user: Editor, project_id: str, fields: Annotated[GoalForm, Form()]
 ) -> Response:
-    form = {
-        "name": name,
-        "metric": metric,
-        "target": target,
-        "starts_at": starts_at,
-        "deadline_at": deadline_at,
-        "scope_kind": scope_kind,
-        "scope_id": scope_id,
-    }
-    values, errors = _goal_values(request, user, form)
-    if values is None:
-        return _goals_page(request, user, project_id, status=422, form=form, errors=errors)
-    c = web.container_of(request)
-    try:
-        made = _run(
-            request,
-            user,
-            "goal.create",
-            "goal",
-            lambda conn: goals.create_goal(
-                conn,
+    form = fields.model_dump()
+    with _kpi_store(request) as store:
+        values, errors = _goal_values(request, user, form)
+        if values is None:
+            return _goals_page(
+                request, user, project_id, store, status=422, form=form, errors=errors
+            )
+        c = web.container_of(request)
+        try:
+            made = _run(
+                request,
+                user,
+                "goal.create",
+                "goal",
+                lambda conn: goals.create_goal(
+                    conn,
+                    project_id,
+                    **values,
+                    now=c.clock(),
+                    created_by=user.id,
+                    store=store,
+                ),
+            )
+        except DomainError as exc:
+            return _goals_page(
+                request,
+                user,
                 project_id,
-                **values,
-                now=c.clock(),
-                created_by=user.id,
-                analytics_dir=event_store.analytics_dir_for(c.settings),
-            ),
-        )
-    except DomainError as exc:
-        return _goals_page(
-            request, user, project_id, status=exc.status, form=form, errors=_refused(exc, user)
-        )
+                store,
+                status=exc.status,
+                form=form,
+                errors=_refused(exc, user),
+            )
     return web.redirect(
         f"/console/projects/{project_id}/goals",
         user.t(f"已新建目标“{made['name']}”。", f"Goal “{made['name']}” created."),
@@ -440,63 +461,58 @@ def edit_goal(
     user: Editor,
     project_id: str,
     goal_id: str,
-    name: GoalField = "",
-    metric: GoalField = "",
-    target: GoalField = "",
-    starts_at: GoalField = "",
-    deadline_at: GoalField = "",
-    scope_kind: GoalField = "all",
-    scope_id: GoalField = "",
+    fields: Annotated[GoalForm, Form()],
 ) -> Response:
     """A goal changed: the old one removed and the new one made in one transaction (the domain
     keeps goals immutable; the audit row holds both)."""
-    form = {
-        "name": name,
-        "metric": metric,
-        "target": target,
-        "starts_at": starts_at,
-        "deadline_at": deadline_at,
-        "scope_kind": scope_kind,
-        "scope_id": scope_id,
-    }
-    values, errors = _goal_values(request, user, form)
-    if values is None:
-        return _goals_page(
-            request, user, project_id, status=422, form=form, errors=errors, editing=goal_id
-        )
-    c = web.container_of(request)
+    form = fields.model_dump()
+    with _kpi_store(request) as store:
+        values, errors = _goal_values(request, user, form)
+        if values is None:
+            return _goals_page(
+                request,
+                user,
+                project_id,
+                store,
+                status=422,
+                form=form,
+                errors=errors,
+                editing=goal_id,
+            )
+        c = web.container_of(request)
 
-    def change(conn: Connection) -> dict[str, Any]:
-        old = goals.delete_goal(conn, project_id, goal_id)
-        return goals.create_goal(
-            conn,
-            project_id,
-            **values,
-            now=c.clock(),
-            created_by=old["created_by"] or user.id,
-            analytics_dir=event_store.analytics_dir_for(c.settings),
-        )
+        def change(conn: Connection) -> dict[str, Any]:
+            old = goals.delete_goal(conn, project_id, goal_id)
+            return goals.create_goal(
+                conn,
+                project_id,
+                **values,
+                now=c.clock(),
+                created_by=old["created_by"] or user.id,
+                store=store,
+            )
 
-    try:
-        made = _run(
-            request,
-            user,
-            "goal.update",
-            "goal",
-            change,
-            entity_id=goal_id,
-            before=lambda conn: goals.get_goal(conn, goal_id),
-        )
-    except DomainError as exc:
-        return _goals_page(
-            request,
-            user,
-            project_id,
-            status=exc.status,
-            form=form,
-            errors=_refused(exc, user),
-            editing=goal_id,
-        )
+        try:
+            made = _run(
+                request,
+                user,
+                "goal.update",
+                "goal",
+                change,
+                entity_id=goal_id,
+                before=lambda conn: goals.get_goal(conn, goal_id),
+            )
+        except DomainError as exc:
+            return _goals_page(
+                request,
+                user,
+                project_id,
+                store,
+                status=exc.status,
+                form=form,
+                errors=_refused(exc, user),
+                editing=goal_id,
+            )
     return web.redirect(
         f"/console/projects/{project_id}/goals",
         user.t(f"已更新目标“{made['name']}”。", f"Goal “{made['name']}” updated."),
@@ -515,7 +531,10 @@ def delete_goal(request: Request, user: Editor, project_id: str, goal_id: str) -
             entity_id=goal_id,
         )
     except DomainError as exc:
-        return _goals_page(request, user, project_id, status=exc.status, errors=_refused(exc, user))
+        with _kpi_store(request) as store:
+            return _goals_page(
+                request, user, project_id, store, status=exc.status, errors=_refused(exc, user)
+            )
     return web.redirect(
         f"/console/projects/{project_id}/goals",
         user.t(f"已删除目标“{gone['name']}”。", f"Goal “{gone['name']}” deleted."),
@@ -581,6 +600,12 @@ def _burn_chart(data: Mapping[str, Any], user: ConsoleUser) -> str:
     )
 
 
+def _field_errors(errors: Mapping[str, str]) -> Callable[[str], list[str]]:
+    """``field_errors("spend")``: the keys of the spend form's field errors (``spend.<field>``),
+    for the summary above that form."""
+    return lambda form: [k for k in errors if k.startswith(form + ".")]
+
+
 def _budget_page(
     request: Request,
     user: ConsoleUser,
@@ -625,6 +650,7 @@ def _budget_page(
         spend_form=forms.get("spend", {"day": now.astimezone(zone).date().isoformat()}),
         import_form=forms.get("import", {}),
         errors=errors or {},
+        field_errors=_field_errors(errors or {}),
     )
 
 
@@ -793,17 +819,21 @@ def set_plan(
     )
 
 
+class SpendForm(BaseModel):
+    """The spend form of the budget page (errors keyed ``spend.<field>``)."""
+
+    line_id: Annotated[str, Field(max_length=40)] = ""
+    amount_yuan: Annotated[str, Field(max_length=40)] = ""
+    day: Annotated[str, Field(max_length=20)] = ""
+    note: Annotated[str, Field(max_length=1000)] = ""
+
+
 @router.post(BASE + "/budget/spend", response_class=HTMLResponse)
 def add_spend(
-    request: Request,
-    user: Editor,
-    project_id: str,
-    line_id: Annotated[str, Form(max_length=40)] = "",
-    amount_yuan: Annotated[str, Form(max_length=40)] = "",
-    day: Annotated[str, Form(max_length=20)] = "",
-    note: Annotated[str, Form(max_length=1000)] = "",
+    request: Request, user: Editor, project_id: str, fields: Annotated[SpendForm, Form()]
 ) -> Response:
-    form = {"line_id": line_id, "amount_yuan": amount_yuan, "day": day, "note": note}
+    form = fields.model_dump()
+    line_id, amount_yuan, day, note = fields.line_id, fields.amount_yuan, fields.day, fields.note
     errors: dict[str, str] = {}
     if not line_id:
         errors["spend.line_id"] = user.t("请选择预算科目。", "Choose a budget line.")
@@ -1058,6 +1088,28 @@ def risks_page(request: Request, user: Viewer, project_id: str) -> Response:
     return _risks_page(request, user, project_id)
 
 
+class RiskForm(BaseModel):
+    """A risk's own fields (register and edit alike; ``_risk_fields.html`` renders them, each
+    with its error): the domain's editable fields (:data:`tuan.projects.risks.EDITABLE`)."""
+
+    title: FormText = ""
+    category: FormText = ""
+    likelihood: FormText = ""
+    impact: FormText = ""
+    owner_id: FormText = ""
+    mitigation: LongText = ""
+    contingency: LongText = ""
+
+
+class NewRiskForm(RiskForm):
+    """Registering a risk also sets its first status."""
+
+    status: FormText = "open"
+
+
+RISK_FIELDS = tuple(RiskForm.model_fields)
+
+
 def _risk_values(
     user: ConsoleUser, form: dict[str, str]
 ) -> tuple[dict[str, Any] | None, dict[str, str]]:
@@ -1076,45 +1128,14 @@ def _risk_values(
         errors["owner_id"] = user.t("请选择负责人。", "Choose an owner.")
     if errors:
         return None, errors
-    return {
-        "title": form["title"],
-        "category": form["category"],
-        "likelihood": likelihood,
-        "impact": impact,
-        "owner_id": form["owner_id"],
-        "mitigation": form["mitigation"],
-        "contingency": form["contingency"],
-    }, {}
-
-
-RiskField = Annotated[str, Form(max_length=200)]
-RiskText = Annotated[str, Form(max_length=8000)]
+    return {**{k: form[k] for k in RISK_FIELDS}, "likelihood": likelihood, "impact": impact}, {}
 
 
 @router.post(BASE + "/risks", response_class=HTMLResponse)
 def create_risk(
-    request: Request,
-    user: Editor,
-    project_id: str,
-    title: RiskField = "",
-    category: RiskField = "",
-    likelihood: RiskField = "",
-    impact: RiskField = "",
-    owner_id: RiskField = "",
-    mitigation: RiskText = "",
-    contingency: RiskText = "",
-    status: RiskField = "open",
+    request: Request, user: Editor, project_id: str, fields: Annotated[NewRiskForm, Form()]
 ) -> Response:
-    form = {
-        "title": title,
-        "category": category,
-        "likelihood": likelihood,
-        "impact": impact,
-        "owner_id": owner_id,
-        "mitigation": mitigation,
-        "contingency": contingency,
-        "status": status,
-    }
+    form = fields.model_dump()
     values, errors = _risk_values(user, form)
     if values is None:
         return _risks_page(request, user, project_id, status=422, form=form, errors=errors)
@@ -1126,7 +1147,12 @@ def create_risk(
             "risk.create",
             "risk",
             lambda conn: risks.create_risk(
-                conn, project_id, **values, status=status, now=c.clock(), created_by=user.id
+                conn,
+                project_id,
+                **values,
+                status=fields.status,
+                now=c.clock(),
+                created_by=user.id,
             ),
         )
     except DomainError as exc:
@@ -1157,7 +1183,7 @@ def _risk_page(
         history = risks.risk_history(conn, project_id, risk_id)
         lines = budget.budget_overview(conn, project_id)["lines"]
     ctx = _risk_context(project, user, lines)
-    current = {k: str(risk[k]) for k in risks.EDITABLE}
+    current = {k: str(risk[k]) for k in RISK_FIELDS}
     return _render(
         request,
         user,
@@ -1172,6 +1198,9 @@ def _risk_page(
         value_text=risks.value_text,
         form=form or current,
         trigger_form=trigger_form or {"kind": "stock_at_warning"},
+        risk_fields=RISK_FIELDS,
+        trigger_kinds_of=TRIGGER_KINDS_OF,
+        trigger_errors=[f"trigger.{k}" for k in TriggerForm.model_fields],
         errors=errors or {},
         **ctx,
     )
@@ -1192,23 +1221,9 @@ def edit_risk(
     user: Editor,
     project_id: str,
     risk_id: str,
-    title: RiskField = "",
-    category: RiskField = "",
-    likelihood: RiskField = "",
-    impact: RiskField = "",
-    owner_id: RiskField = "",
-    mitigation: RiskText = "",
-    contingency: RiskText = "",
+    fields: Annotated[RiskForm, Form()],
 ) -> Response:
-    form = {
-        "title": title,
-        "category": category,
-        "likelihood": likelihood,
-        "impact": impact,
-        "owner_id": owner_id,
-        "mitigation": mitigation,
-        "contingency": contingency,
-    }
+    form = fields.model_dump()
     values, errors = _risk_values(user, form)
     if values is None:
         return _risk_page(request, user, project_id, risk_id, status=422, form=form, errors=errors)
@@ -1275,6 +1290,24 @@ def set_risk_status(
     )
 
 
+TriggerText = Annotated[str, Field(max_length=60)]
+
+
+class TriggerForm(BaseModel):
+    """The trigger form: the kind and every kind's fields (:data:`TRIGGER_FIELDS` says which
+    a kind takes; the form shows each field for its kinds, :data:`TRIGGER_KINDS_OF`)."""
+
+    kind: TriggerText = ""
+    campaign_id: TriggerText = ""
+    sku_id: TriggerText = ""
+    threshold: TriggerText = ""
+    window_hours: TriggerText = ""
+    min_groups: TriggerText = ""
+    min_orders: TriggerText = ""
+    line_id: TriggerText = ""
+    percent: TriggerText = ""
+
+
 def _trigger_params(
     user: ConsoleUser, form: dict[str, str]
 ) -> tuple[dict[str, Any] | None, dict[str, str]]:
@@ -1301,36 +1334,15 @@ def _trigger_params(
     return (None, errors) if errors else (params, {})
 
 
-TriggerField = Annotated[str, Form(max_length=60)]
-
-
 @router.post(BASE + "/risks/{risk_id}/triggers", response_class=HTMLResponse)
 def add_trigger(
     request: Request,
     user: Editor,
     project_id: str,
     risk_id: str,
-    kind: TriggerField = "",
-    campaign_id: TriggerField = "",
-    sku_id: TriggerField = "",
-    threshold: TriggerField = "",
-    window_hours: TriggerField = "",
-    min_groups: TriggerField = "",
-    min_orders: TriggerField = "",
-    line_id: TriggerField = "",
-    percent: TriggerField = "",
+    fields: Annotated[TriggerForm, Form()],
 ) -> Response:
-    form = {
-        "kind": kind,
-        "campaign_id": campaign_id,
-        "sku_id": sku_id,
-        "threshold": threshold,
-        "window_hours": window_hours,
-        "min_groups": min_groups,
-        "min_orders": min_orders,
-        "line_id": line_id,
-        "percent": percent,
-    }
+    form = fields.model_dump()
     params, errors = _trigger_params(user, form)
     if params is None:
         return _risk_page(
@@ -1343,7 +1355,9 @@ def add_trigger(
             user,
             "risk.trigger_add",
             "risk_trigger",
-            lambda conn: risks.add_trigger(conn, project_id, risk_id, kind, params, c.clock()),
+            lambda conn: risks.add_trigger(
+                conn, project_id, risk_id, fields.kind, params, c.clock()
+            ),
         )
     except DomainError as exc:
         if exc.error is NOT_FOUND and exc.params.get("kind") == "risk":
