@@ -58,7 +58,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from sqlalchemy import (
@@ -367,10 +367,20 @@ def project_outbox(
         done = order_projection.plain_orders(conn, first, last)
         if done:
             rest, by_sql = [row for row in taken if int(row.id) not in done], True
-    for row in rest:  # the payload is read only where it is used (orjson wrote it: 64-bit ints)
-        if isinstance(row.payload, str | bytes):
-            row._mapping["payload"] = orjson.loads(row.payload)
-    events = _engine_events(conn, rest, now)
+    # The payload is parsed only for the rows that go the Python way (orjson wrote it: no
+    # integer past 64 bits).
+    parsed = [
+        _OutboxRow(
+            row.id,
+            row.type,
+            row.aggregate_id,
+            (orjson.loads(row.payload) if isinstance(row.payload, str | bytes) else row.payload)
+            or {},
+            row.created_at,
+        )
+        for row in rest
+    ]
+    events = _engine_events(conn, parsed, now)
     if events:
         _ingest_engine_events(conn, events, now)
     if by_sql:  # last, as before: an open's group event is stored before its order's
@@ -467,7 +477,19 @@ def _ingest_engine_events(conn: Connection, events: list[dict[str, Any]], now: d
     return _store_rows(conn, fresh)
 
 
-def _engine_events(conn: Connection, rows: Sequence[Any], now: datetime) -> list[dict[str, Any]]:
+class _OutboxRow(NamedTuple):
+    """An outbox row with its payload parsed."""
+
+    id: int
+    type: str
+    aggregate_id: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+def _engine_events(
+    conn: Connection, rows: Sequence[_OutboxRow], now: datetime
+) -> list[dict[str, Any]]:
     order_ids: set[str] = set()
     opened_groups: set[str] = set()
     for row in rows:
