@@ -412,46 +412,72 @@ def _goal_values(
     }, {}
 
 
+def _save_goal(
+    request: Request,
+    user: ConsoleUser,
+    project_id: str,
+    fields: GoalForm,
+    save: Callable[[Connection, dict[str, Any], goals.KpiStore], dict[str, Any]],
+    *,
+    action: str,
+    done: tuple[str, str],
+    editing: str | None = None,
+    before: Callable[[Connection], Any] | None = None,
+) -> Response:
+    """A goal form posted: checked, saved by ``save(conn, values, store)`` in one audited
+    transaction, then back to the goals page -- with the form and its errors (422, or the
+    domain's status) when refused. ``done`` is the (zh, en) message, ``{name}`` the goal's."""
+    form = fields.model_dump()
+    with _kpi_store(request) as store:
+        values, errors = _goal_values(request, user, form)
+        status = 422
+        if values is not None:
+            checked = values
+            try:
+                made = _run(
+                    request,
+                    user,
+                    action,
+                    "goal",
+                    lambda conn: save(conn, checked, store),
+                    entity_id=editing or "",
+                    before=before,
+                )
+            except DomainError as exc:
+                status, errors = exc.status, _refused(exc, user)
+            else:
+                zh, en = done
+                return web.redirect(
+                    f"/console/projects/{project_id}/goals",
+                    user.t(zh.format(name=made["name"]), en.format(name=made["name"])),
+                )
+        return _goals_page(
+            request,
+            user,
+            project_id,
+            store,
+            status=status,
+            form=form,
+            errors=errors,
+            editing=editing or "",
+        )
+
+
 @router.post(BASE + "/goals", response_class=HTMLResponse)
 def create_goal(
     request: Request, user: Editor, project_id: str, fields: Annotated[GoalForm, Form()]
 ) -> Response:
-    form = fields.model_dump()
-    with _kpi_store(request) as store:
-        values, errors = _goal_values(request, user, form)
-        if values is None:
-            return _goals_page(
-                request, user, project_id, store, status=422, form=form, errors=errors
-            )
-        c = web.container_of(request)
-        try:
-            made = _run(
-                request,
-                user,
-                "goal.create",
-                "goal",
-                lambda conn: goals.create_goal(
-                    conn,
-                    project_id,
-                    **values,
-                    now=c.clock(),
-                    created_by=user.id,
-                    store=store,
-                ),
-            )
-        except DomainError as exc:
-            return _goals_page(
-                request,
-                user,
-                project_id,
-                store,
-                status=exc.status,
-                form=form,
-                errors=_refused(exc, user),
-            )
-    return web.redirect(
-        f"/console/projects/{project_id}/goals",
-        user.t(f"已新建目标“{made['name']}”。", f"Goal “{made['name']}” created."),
+    now = web.container_of(request).clock()
+    return _save_goal(
+        request,
+        user,
+        project_id,
+        fields,
+        lambda conn, values, store: goals.create_goal(
+            conn, project_id, **values, now=now, created_by=user.id, store=store
+        ),
+        action="goal.create",
+        done=("已新建目标“{name}”。", "Goal “{name}” created."),
     )
 
 
@@ -465,57 +491,29 @@ def edit_goal(
 ) -> Response:
     """A goal changed: the old one removed and the new one made in one transaction (the domain
     keeps goals immutable; the audit row holds both)."""
-    form = fields.model_dump()
-    with _kpi_store(request) as store:
-        values, errors = _goal_values(request, user, form)
-        if values is None:
-            return _goals_page(
-                request,
-                user,
-                project_id,
-                store,
-                status=422,
-                form=form,
-                errors=errors,
-                editing=goal_id,
-            )
-        c = web.container_of(request)
+    now = web.container_of(request).clock()
 
-        def change(conn: Connection) -> dict[str, Any]:
-            old = goals.delete_goal(conn, project_id, goal_id)
-            return goals.create_goal(
-                conn,
-                project_id,
-                **values,
-                now=c.clock(),
-                created_by=old["created_by"] or user.id,
-                store=store,
-            )
+    def replace(conn: Connection, values: dict[str, Any], store: goals.KpiStore) -> dict[str, Any]:
+        old = goals.delete_goal(conn, project_id, goal_id)
+        return goals.create_goal(
+            conn,
+            project_id,
+            **values,
+            now=now,
+            created_by=old["created_by"] or user.id,
+            store=store,
+        )
 
-        try:
-            made = _run(
-                request,
-                user,
-                "goal.update",
-                "goal",
-                change,
-                entity_id=goal_id,
-                before=lambda conn: goals.get_goal(conn, goal_id),
-            )
-        except DomainError as exc:
-            return _goals_page(
-                request,
-                user,
-                project_id,
-                store,
-                status=exc.status,
-                form=form,
-                errors=_refused(exc, user),
-                editing=goal_id,
-            )
-    return web.redirect(
-        f"/console/projects/{project_id}/goals",
-        user.t(f"已更新目标“{made['name']}”。", f"Goal “{made['name']}” updated."),
+    return _save_goal(
+        request,
+        user,
+        project_id,
+        fields,
+        replace,
+        action="goal.update",
+        done=("已更新目标“{name}”。", "Goal “{name}” updated."),
+        editing=goal_id,
+        before=lambda conn: goals.get_goal(conn, goal_id),
     )
 
 
