@@ -9,9 +9,6 @@ DuckDB queries and model fits never block the event loop.
 
 from __future__ import annotations
 
-import csv
-import io
-import tempfile
 from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from typing import Annotated, Any
@@ -28,6 +25,7 @@ from tuan.analytics.kpis import DIMENSIONS, EVENT_TYPES, GRAINS, KPIS
 from tuan.analytics.segments import STAGE_LABELS, STAGES, TAGS, LifecycleThresholds, SegmentSpec
 from tuan.entrypoints.console import web
 from tuan.entrypoints.console.routes import analytics_charts as charts
+from tuan.entrypoints.console.tables import csv_response, xlsx_response
 from tuan.entrypoints.console.web import ConsoleUser, Forbidden, Need
 from tuan.shared.errors import DomainError
 
@@ -307,36 +305,10 @@ def overview_export(request: Request, user: Viewer, fmt: str) -> Response:
                 out.append(int(value))
         rows.append(out)
     stamp = web.fmt_time(web.container_of(request).clock(), tz_of(request), "%Y%m%d-%H%M")
-    return tabular(f"analytics-kpis-{stamp}", fmt, headers, rows, user.t("指标", "KPIs"))
-
-
-def tabular(name: str, fmt: str, headers: list[str], rows: list[list[Any]], sheet: str) -> Response:
-    """CSV (with a BOM, as the shared table export writes it) or XLSX."""
+    name = f"analytics-kpis-{stamp}"
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(headers)
-        writer.writerows(rows)
-        return Response(
-            ("\ufeff" + buf.getvalue()).encode(),
-            media_type="text/csv; charset=utf-8",
-            headers={"content-disposition": f'attachment; filename="{name}.csv"'},
-        )
-    from openpyxl import Workbook
-
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet(sheet[:31])
-    ws.append(headers)
-    for r in rows:
-        ws.append(r)
-    with tempfile.NamedTemporaryFile(suffix=".xlsx") as tmp:
-        wb.save(tmp.name)
-        data = tmp.read()
-    return Response(
-        data,
-        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        headers={"content-disposition": f'attachment; filename="{name}.xlsx"'},
-    )
+        return csv_response(name, headers, rows)
+    return xlsx_response(name, user.t("指标", "KPIs"), headers, rows)
 
 
 # ---------------------------------------------------------------------------------------------
