@@ -286,15 +286,13 @@ class Database:
 
     def _run_batch(self, conn: Connection, batch: list[_Command]) -> None:
         lock = self._process_lock()
-        if lock is None:
-            self._run_batch_locked(conn, batch)
-            self._checkpoint_soon()
-            return
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             self._run_batch_locked(conn, batch)
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
         self._checkpoint_soon()
 
     def _checkpoint_soon(self) -> None:
