@@ -421,7 +421,7 @@ def _save_goal(
     *,
     action: str,
     done: tuple[str, str],
-    editing: str | None = None,
+    editing: str = "",
     before: Callable[[Connection], Any] | None = None,
 ) -> Response:
     """A goal form posted: checked, saved by ``save(conn, values, store)`` in one audited
@@ -440,7 +440,7 @@ def _save_goal(
                     action,
                     "goal",
                     lambda conn: save(conn, checked, store),
-                    entity_id=editing or "",
+                    entity_id=editing,
                     before=before,
                 )
             except DomainError as exc:
@@ -459,7 +459,7 @@ def _save_goal(
             status=status,
             form=form,
             errors=errors,
-            editing=editing or "",
+            editing=editing,
         )
 
 
