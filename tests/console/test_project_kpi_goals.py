@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -35,6 +36,19 @@ def _goals(con: Console) -> int:
         return int(conn.execute(select(func.count()).select_from(project_goals)).scalar_one())
 
 
+def _managed_project(con: Console, name: str, key: str) -> dict[str, Any]:
+    """A project created by the console's project manager, who is also its member."""
+    now = con.now
+    pm = con.user("project_manager")
+    project = con.api.c.db.write(
+        lambda c: projects.create_project(c, name=name, key=key, now=now, created_by=pm["id"])
+    )
+    con.api.c.db.write(
+        lambda c: projects.add_member(c, project["id"], pm["id"], "project_manager", now)
+    )
+    return project
+
+
 def test_kpi_metrics_and_a_channel_goal(con: Console) -> None:
     now = con.now
     day = timedelta(days=1)
@@ -46,13 +60,7 @@ def test_kpi_metrics_and_a_channel_goal(con: Console) -> None:
         ],
         [paid_order("o1", "c1", now - 2 * day, 12_000, channel="wechat_group", campaign="k")],
     )
-    pm = con.user("project_manager")
-    project = con.api.c.db.write(
-        lambda c: projects.create_project(c, name="渠道", key="CH", now=now, created_by=pm["id"])
-    )
-    con.api.c.db.write(
-        lambda c: projects.add_member(c, project["id"], pm["id"], "project_manager", now)
-    )
+    project = _managed_project(con, "渠道", "CH")
     b = con.browser("project_manager")
     url = f"/console/projects/{project['id']}/goals"
     page = b.get(url).text
@@ -112,13 +120,7 @@ def test_the_goals_page_opens_the_event_store_once(
         ],
         [paid_order("o1", "c1", now - 2 * day, 12_000, channel="wechat_group", campaign="k")],
     )
-    pm = con.user("project_manager")
-    project = con.api.c.db.write(
-        lambda c: projects.create_project(c, name="多目标", key="MG", now=now, created_by=pm["id"])
-    )
-    con.api.c.db.write(
-        lambda c: projects.add_member(c, project["id"], pm["id"], "project_manager", now)
-    )
+    project = _managed_project(con, "多目标", "MG")
     span = {"starts_at": now - 4 * day, "deadline_at": now + 4 * day}
     for name, metric, target in (
         ("GMV", "kpi.gmv", 30_000),
