@@ -34,6 +34,12 @@ XDIST_ARGS = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfil
 TUAN_PG_PORT ?= 55432
 export TUAN_PG_PORT
 
+# Python keeps compiled bytecode (in the venv and __pycache__/, which git ignores) even where the
+# machine says not to (PYTHONDONTWRITEBYTECODE, set on ours): every `tuan` a test or the demo
+# starts -- servers, their command processes, CLI calls -- otherwise compiles Tuan and its
+# libraries again, ~5 s of CPU each on the 2-core machine.
+export PYTHONDONTWRITEBYTECODE :=
+
 .PHONY: help venv assets demo-deps system-deps lint test pytest demo bench bench-analytics clean distclean pg-start pg-stop
 
 help:

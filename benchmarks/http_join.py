@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
+import httpx
 import orjson
 from rich.console import Console
 from rich.table import Table
@@ -547,6 +548,7 @@ def run(
         )
         with srv:
             host, port = "127.0.0.1", srv.port
+            _wait_commands(srv.url, server_env or {}, workers)
             cpu0 = _server_cpu_s(srv.pid)
             hello_per_s, hello_errors, hello_n = asyncio.run(
                 _with_uvloop(
@@ -628,6 +630,21 @@ def run(
         return result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _wait_commands(url: str, server_env: dict[str, str], workers: int) -> None:
+    """Until every worker's command process has started (ADR 0013): its start-up (imports,
+    its database) must not fall into the trivial endpoint's phase."""
+    off = server_env.get("TUAN_COMMAND_PROCESS", "true").lower() in ("false", "0", "no", "off")
+    want = "server" if off else "process"
+    deadline, streak = time.monotonic() + 120, 0
+    with httpx.Client(timeout=10) as client:
+        while streak < 4 * workers:  # /ready is answered by any one worker
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the server's joins never ran in its {want}")
+            seen = client.get(url + "/api/v1/ready").json().get("commands")
+            streak = streak + 1 if seen == want else 0
+            time.sleep(0.05)
 
 
 def _start_pyspy(pid: int, out: str, seconds: float, workers: int) -> subprocess.Popen[bytes]:

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from tuan.config import Settings, get_settings
 from tuan.payments.provider import PaymentProvider
 from tuan.payments.sandbox import SandboxProvider
 from tuan.shared.clock import utcnow
 from tuan.shared.db import Database
+
+if TYPE_CHECKING:
+    from tuan.command_process import CommandClient
 
 
 @dataclass
@@ -20,8 +24,13 @@ class Container:
     clock: Callable[[], datetime]
     sandbox: SandboxProvider
     providers: dict[str, PaymentProvider] = field(default_factory=dict)
+    # The served process's command process (ADR 0013), started by the app; None: run here.
+    commands: CommandClient | None = None
 
     def close(self) -> None:
+        if self.commands is not None:
+            self.commands.close()
+            self.commands = None
         self.db.close()
 
 

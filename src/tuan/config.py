@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         description="SQLite file: who copies the WAL back into the database -- a thread of "
         "its own (background) or the writer inside a commit, SQLite's default (inline).",
     )
+    command_process: bool = Field(
+        default=True,
+        description="SQLite file: each served process runs the join's write transaction in a "
+        "command process of its own, on another core (ADR 0013); false: in the server process.",
+    )
     log_level: str = "info"
     analytics_dir: Path | None = Field(
         default=None,

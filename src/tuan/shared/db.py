@@ -209,7 +209,10 @@ class Database:
         self._checkpoint_path: str | None = None
         self._checkpointer: _Checkpointer | None = None
         path = url.split("///", 1)[1] if "///" in url else ""
+        # The SQLite file's path, when the database is a plain file other processes can open.
+        self.sqlite_file: str | None = None
         if self.is_sqlite and path and path != ":memory:" and not path.startswith("file:"):
+            self.sqlite_file = path
             if writer_lock:
                 self._lock_path = path + "-writer.lock"
             if checkpoint == "background":

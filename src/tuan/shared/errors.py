@@ -43,6 +43,10 @@ class DomainError(Exception):
         self.params = params
         super().__init__(f"{error.code}: {error.message('en', params)}")
 
+    def __reduce__(self) -> Any:
+        """Pickled (the command process's answers, ADR 0013) as its code and parameters."""
+        return (_domain_error, (self.error, self.params))
+
     @property
     def code(self) -> str:
         return self.error.code
@@ -50,6 +54,10 @@ class DomainError(Exception):
     @property
     def status(self) -> int:
         return self.error.status
+
+
+def _domain_error(error: ErrorCode, params: dict[str, Any]) -> DomainError:
+    return DomainError(error, **params)
 
 
 # Codes used across modules.

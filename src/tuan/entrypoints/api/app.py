@@ -53,6 +53,13 @@ def create_app(container: Container | None = None, *, scheduler: bool | None = N
         if owned:  # a served process: everything imported and built by now stays put
             gc.freeze()  # long-lived startup objects leave the collector's generations
             gc.set_threshold(20_000, 20, 20)  # fewer young collections on the request path
+        if owned and c.settings.command_process and c.db.sqlite_file is not None:
+            # The join's write transaction on the machine's other core (ADR 0013).
+            from tuan.command_process import CommandClient
+
+            commands = CommandClient(c)
+            if await commands.start():  # not waited for: it takes over once ready
+                c.commands = commands
         run_jobs = c.settings.scheduler_enabled if scheduler is None else scheduler
         sched = Scheduler(c) if run_jobs else None
         if sched is not None:

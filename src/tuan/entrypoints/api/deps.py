@@ -272,6 +272,15 @@ async def idempotent_write(
     return json_response(result, code)
 
 
+async def run_command(c: Container, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(c, conn, *args)`` in a write transaction: in the served process's command process
+    when it has one (ADR 0013), else on this process's writer. ``fn`` must be a module-level
+    function and ``args`` picklable."""
+    if c.commands is not None:
+        return await c.commands.run(fn, *args)  # type: ignore[no-any-return]
+    return await c.db.write_async(lambda conn: fn(c, conn, *args))
+
+
 def json_response(result: Any, status_code: int) -> Response:
     """A stored (replayable) result, already in JSON form (or already serialised)."""
     data = result.data if isinstance(result, RawJSON) else orjson.dumps(result)

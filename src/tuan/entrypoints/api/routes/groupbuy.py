@@ -22,6 +22,9 @@ from tuan.entrypoints.api.deps import (
     allow,
     audited,
     idempotent_write,
+    json_response,
+    run_command,
+    run_idempotent,
 )
 from tuan.entrypoints.api.schemas.groupbuy import (
     CampaignIn,
@@ -261,8 +264,26 @@ async def _join(
         fields = body.model_dump(mode="json")
     payload = {"group": group_id, "code": invite_code, **fields}
 
-    return await idempotent_write(
-        c,
+    code, result = await run_command(
+        c, _join_command, idem, payload, customer_id, body, group_id, invite_code
+    )
+    return json_response(result, code)
+
+
+def _join_command(
+    c: Container,
+    conn: Connection,
+    idem: Idempotency,
+    payload: dict[str, Any],
+    customer_id: str,
+    body: JoinIn,
+    group_id: str | None,
+    invite_code: str | None,
+) -> tuple[int, Any]:
+    """The join's write transaction: a module-level command, so that the served process can
+    hand it to its command process (ADR 0013)."""
+    return run_idempotent(
+        conn,
         idem,
         payload,
         201,
@@ -281,6 +302,7 @@ async def _join(
             ),
             body.pay,
         ),
+        c.clock(),
     )
 
 

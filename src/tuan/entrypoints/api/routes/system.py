@@ -27,7 +27,9 @@ async def health() -> Any:
 def ready(c: ContainerDep) -> Any:
     with c.db.read() as conn:
         conn.exec_driver_sql("SELECT 1")
-    return {"status": "ready"}
+    # Where this process's join transactions run: its command process (ADR 0013) or itself.
+    commands = "process" if c.commands is not None and c.commands.remote else "server"
+    return {"status": "ready", "commands": commands}
 
 
 @router.get("/api/v1/reconcile", tags=["system"])
