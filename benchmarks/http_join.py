@@ -635,8 +635,8 @@ def run(
 def _wait_commands(url: str, server_env: dict[str, str], workers: int) -> None:
     """Until every worker's command process has started (ADR 0013): its start-up (imports,
     its database) must not fall into the trivial endpoint's phase."""
-    off = server_env.get("TUAN_COMMAND_PROCESS", "true").lower() in ("false", "0", "no", "off")
-    want = "server" if off else "process"
+    on = server_env.get("TUAN_COMMAND_PROCESS", "false").lower() in ("true", "1", "yes", "on")
+    want = "process" if on else "server"
     deadline, streak = time.monotonic() + 120, 0
     with httpx.Client(timeout=10) as client:
         while streak < 4 * workers:  # /ready is answered by any one worker

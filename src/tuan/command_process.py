@@ -5,15 +5,16 @@ join-and-pay request's HTTP work (parsing, validation, sending the answer) and i
 transaction (about 20 statements, two thirds of its CPU) take turns on one core. With a command
 process, each served process hands the transaction to a child of its own. The child runs it
 with the same group commit (:meth:`Database.write_async`) on the machine's other core, while the
-server's event loop goes on with the next requests (ADR 0013).
+server's event loop goes on with the next requests (ADR 0013). It is opt-in
+(``TUAN_COMMAND_PROCESS=true``): on the 2-core machine it has not yet shown a steady gain.
 
 What is handed over is a *command*: a module-level function ``fn(c, conn, *args)`` with
 picklable arguments. The child runs ``fn`` with its own :class:`~tuan.bootstrap.Container`,
 built from the same ``TUAN_*`` settings, inside a write transaction. It sends back the result,
 or the exception raised. A :class:`DomainError` comes back as itself, so the client gets the
 same problem document. ``deps.run_command`` is the one call site. Without a command process
-(PostgreSQL, an app built around a given container as in tests, ``TUAN_COMMAND_PROCESS=false``,
-or a child that would not start), it runs the same function on the local writer. The two paths
+(the default; PostgreSQL; an app built around a given container, as in tests; a child not yet
+ready, or gone), it runs the same function on the local writer. The two paths
 differ only in where the transaction runs.
 
 Nothing a customer paid for is lost when the child dies. A command whose answer had not come
@@ -31,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import os
 import pickle
@@ -244,13 +246,18 @@ def serve(fd: int) -> None:
     from tuan.bootstrap import build
 
     c = build()
+    gc.freeze()  # as in the served process: the imported modules leave the collector's view
+    gc.set_threshold(20_000, 20, 20)
     loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     stopped: asyncio.Future[None] = loop.create_future()
 
     def on_frame(frame: tuple[int, Command, tuple[Any, ...]]) -> None:
         ident, fn, args = frame
-        task = loop.create_task(c.db.write_async(lambda conn: fn(c, conn, *args)))
-        task.add_done_callback(lambda t: _reply(frames, ident, t))
+        # Straight into the writer's batch (no task per command): the frames of one read are
+        # committed together, and each answer is sent when its batch is settled.
+        done = c.db.submit(lambda conn: fn(c, conn, *args))
+        done.add_done_callback(functools.partial(_reply, frames, ident))
 
     def on_lost() -> None:
         if not stopped.done():

@@ -55,9 +55,10 @@ class Settings(BaseSettings):
         "its own (background) or the writer inside a commit, SQLite's default (inline).",
     )
     command_process: bool = Field(
-        default=True,
+        default=False,
         description="SQLite file: each served process runs the join's write transaction in a "
-        "command process of its own, on another core (ADR 0013); false: in the server process.",
+        "command process of its own, on another core (ADR 0013: opt-in, no measured gain on "
+        "the 2-core machine yet); false: in the server process.",
     )
     log_level: str = "info"
     analytics_dir: Path | None = Field(

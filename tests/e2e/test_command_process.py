@@ -105,7 +105,7 @@ class Shop:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[TuanServer, str]]:
     db_url = f"sqlite:///{tmp_path / 'shop.db'}"
-    srv = TuanServer(db_url, log_path=tmp_path / "serve.log")
+    srv = TuanServer(db_url, env={"TUAN_COMMAND_PROCESS": "true"}, log_path=tmp_path / "serve.log")
     with srv:
         _commands_in(srv, "process")  # the child takes over once it is ready
         yield srv, db_url

@@ -241,6 +241,11 @@ class Database:
         together, on the loop's own thread: no thread hand-offs, no GIL convoy."""
         if not self.is_sqlite:
             return await asyncio.to_thread(self._write_pg, fn)
+        return await self.submit(fn)
+
+    def submit(self, fn: Callable[[Connection], T]) -> asyncio.Future[T]:
+        """SQLite: :meth:`write_async` without a coroutine -- the future of ``fn``'s outcome,
+        settled when the batch it joins (this turn of the running loop's) is committed."""
         if self._closed:
             raise RuntimeError("database is closed")
         loop = asyncio.get_running_loop()
@@ -249,7 +254,7 @@ class Database:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        return await future
+        return future
 
     def _flush(self) -> None:
         self._flush_scheduled = False

@@ -54,7 +54,7 @@ def create_app(container: Container | None = None, *, scheduler: bool | None = N
             gc.freeze()  # long-lived startup objects leave the collector's generations
             gc.set_threshold(20_000, 20, 20)  # fewer young collections on the request path
         if owned and c.settings.command_process and c.db.sqlite_file is not None:
-            # The join's write transaction on the machine's other core (ADR 0013).
+            # Opt-in: the join's write transaction on the machine's other core (ADR 0013).
             from tuan.command_process import CommandClient
 
             commands = CommandClient(c)
