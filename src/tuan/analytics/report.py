@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMATS",
+    "MEDIA_TYPES",
     "REPORT_FONT_MISSING",
     "REPORT_MONTH_INVALID",
     "REPORT_NO_DATA",
@@ -72,6 +73,11 @@ REPORT_FONT_MISSING = code(
 )
 
 FORMATS = ("html", "pdf", "xlsx")
+MEDIA_TYPES = {  # what each of FORMATS is served as
+    "html": "text/html; charset=utf-8",
+    "pdf": "application/pdf",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
 KPI_ORDER = (
     "gmv",
     "paid_orders",

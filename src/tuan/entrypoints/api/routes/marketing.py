@@ -19,6 +19,7 @@ from tuan.accounts.permissions import Perm
 from tuan.analytics import event_store
 from tuan.analytics.channel_roi import load_channel_roi, totals
 from tuan.analytics.kpis import KpiInputError
+from tuan.analytics.report import MEDIA_TYPES
 from tuan.entrypoints.api import problems
 from tuan.entrypoints.api.deps import ContainerDep, Principal, allow
 from tuan.entrypoints.api.schemas.common import problem_responses
@@ -38,11 +39,6 @@ from tuan.shared.errors import VALIDATION, DomainError
 router = APIRouter(prefix="/api/v1/analytics", tags=["channels and reports"])
 
 MAX_CSV_BYTES = 2 * 1024 * 1024
-_MEDIA = {
-    "pdf": "application/pdf",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "html": "text/html; charset=utf-8",
-}
 
 
 def _refused(request: Request, exc: SpendRefused | SpendFileRefused) -> Response:
@@ -230,7 +226,7 @@ async def set_target(
     response_class=Response,
     responses={
         200: {
-            "content": {m: {} for m in _MEDIA.values()},
+            "content": {m: {} for m in MEDIA_TYPES.values()},
             "description": "The report file.",
         },
         **problem_responses(404, 422),
@@ -259,6 +255,6 @@ def monthly_report(
         data = path.read_bytes()
     return Response(
         data,
-        media_type=_MEDIA[format],
+        media_type=MEDIA_TYPES[format],
         headers={"content-disposition": f'attachment; filename="{path.name}"'},
     )

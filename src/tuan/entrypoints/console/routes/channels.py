@@ -25,6 +25,7 @@ from tuan.accounts.permissions import Perm
 from tuan.analytics import event_store
 from tuan.analytics.channel_roi import ChannelRoiRow, load_channel_roi, totals
 from tuan.analytics.kpis import KpiInputError, shift_period
+from tuan.analytics.report import MEDIA_TYPES
 from tuan.entrypoints.console import web
 from tuan.entrypoints.console.tables import Col, Table, export_table, render_table
 from tuan.entrypoints.console.web import ConsoleUser, Need
@@ -52,11 +53,6 @@ PAGE = "/console/channels"
 SOURCES = (("manual", "手工", "manual"), ("import", "导入", "import"))
 ROI_PARAMS = ("start", "end", "grain")
 _LIST_PARAMS = frozenset({"sort", "desc", "page", "per_page", "q", *ROI_PARAMS})
-_MEDIA = {
-    "pdf": "application/pdf",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "html": "text/html; charset=utf-8",
-}
 
 
 def _today(request: Request) -> date:
@@ -405,7 +401,7 @@ def monthly_report(
     """The monthly operations report as a download (PDF, XLSX or HTML)."""
     from tuan.analytics.report import build_monthly_report, write_monthly_report
 
-    fmt = format if format in _MEDIA else "pdf"
+    fmt = format if format in MEDIA_TYPES else "pdf"
     language = lang if lang in ("zh", "en") else ("zh" if user.locale.startswith("zh") else "en")
     c = web.container_of(request)
     try:
@@ -424,6 +420,6 @@ def monthly_report(
         data = path.read_bytes()
     return Response(
         data,
-        media_type=_MEDIA[fmt],
+        media_type=MEDIA_TYPES[fmt],
         headers={"content-disposition": f'attachment; filename="{path.name}"'},
     )
