@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 import httptools
 import httpx
 import orjson
+from pydantic import TypeAdapter
 from rich.console import Console
 from rich.table import Table
 from tests.e2e.server import Api, TuanServer, operator_token, tuan
@@ -635,8 +636,8 @@ def run(
 def _wait_commands(url: str, server_env: dict[str, str], workers: int) -> None:
     """Until every worker's command process has started (ADR 0013): its start-up (imports,
     its database) must not fall into the trivial endpoint's phase."""
-    on = server_env.get("TUAN_COMMAND_PROCESS", "false").lower() in ("true", "1", "yes", "on")
-    want = "process" if on else "server"
+    on = TypeAdapter(bool).validate_python(server_env.get("TUAN_COMMAND_PROCESS", False))
+    want = "process" if on else "server"  # the setting read as Settings reads it
     deadline, streak = time.monotonic() + 120, 0
     with httpx.Client(timeout=10) as client:
         while streak < 4 * workers:  # /ready is answered by any one worker

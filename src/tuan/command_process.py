@@ -44,6 +44,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from tuan.shared.errors import DomainError
+
 if TYPE_CHECKING:
     from tuan.bootstrap import Container
 
@@ -155,14 +157,13 @@ class CommandClient:
 
     async def run(self, fn: Command, *args: Any) -> Any:
         """``fn(c, conn, *args)`` in a write transaction, in the child if it is up."""
-        frames = self.frames
-        if frames is None or not self.live:
-            c = self.c
-            return await c.db.write_async(lambda conn: fn(c, conn, *args))
+        if not self.remote:
+            return await run_here(self.c, fn, *args)
+        assert self.frames is not None
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.next_id += 1
         self.pending[self.next_id] = (future, fn, args)
-        frames.send((self.next_id, fn, args))
+        self.frames.send((self.next_id, fn, args))
         return await future
 
     def _answer(self, frame: tuple[int, bool, Any]) -> None:
@@ -225,6 +226,11 @@ class CommandClient:
                 self.proc.wait()
 
 
+async def run_here(c: Container, fn: Command, *args: Any) -> Any:
+    """``fn(c, conn, *args)`` in a write transaction on this process's own writer."""
+    return await c.db.write_async(lambda conn: fn(c, conn, *args))
+
+
 def _settle(future: asyncio.Future[Any], task: asyncio.Future[Any]) -> None:
     if future.done():
         return
@@ -284,8 +290,6 @@ def _reply(frames: Frames, ident: int, task: asyncio.Future[Any]) -> None:
     if exc is None:
         frames.send((ident, True, task.result()))
         return
-    from tuan.shared.errors import DomainError
-
     if not isinstance(exc, DomainError):
         log.error("command failed", exc_info=exc)  # the traceback stays here, in the log
     try:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from tuan.accounts import service as accounts
 from tuan.accounts.permissions import PERM_LABELS, Perm, allowed
 from tuan.bootstrap import Container
+from tuan.command_process import run_here
 from tuan.payments.store import IDEMPOTENCY_GET, IDEMPOTENCY_PUT
 from tuan.shared.db import RetryTransaction, UTCDateTime, stmt
 from tuan.shared.errors import (
@@ -278,7 +279,7 @@ async def run_command(c: Container, fn: Callable[..., T], *args: Any) -> T:
     function and ``args`` picklable."""
     if c.commands is not None:
         return await c.commands.run(fn, *args)  # type: ignore[no-any-return]
-    return await c.db.write_async(lambda conn: fn(c, conn, *args))
+    return await run_here(c, fn, *args)  # type: ignore[no-any-return]
 
 
 def json_response(result: Any, status_code: int) -> Response:
