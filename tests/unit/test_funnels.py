@@ -379,6 +379,7 @@ def test_retention_by_first_join_returning_to_pay(rcon: duckdb.DuckDBPyConnectio
     ("steps", "kwargs", "message"),
     [
         (["view"], {}, "at least two steps"),
+        (["view", "pay"] * 17, {}, "at most 32 steps"),
         (["view", "buy"], {}, "unknown event type"),
         ([FunnelStep("view", {"price": "1"}), "pay"], {}, "cannot filter"),
         (STEPS, {"breakdown": "sku"}, "unknown breakdown"),

@@ -44,6 +44,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from tuan.analytics import kpis
@@ -68,11 +69,11 @@ def make_views(
         ("order_facts", ORDER_FACTS_COLUMNS, list(orders)),
     ):
         con.execute(f"CREATE TABLE {name}_rows ({', '.join(f'{c} {t}' for c, t in cols.items())})")
-        if rows:
-            con.executemany(
-                f"INSERT INTO {name}_rows VALUES ({', '.join('?' for _ in cols)})",
-                [tuple(r.get(c) for c in cols) for r in rows],
-            )
+        if rows:  # one INSERT of the rows as Arrow columns (a row at a time took ~2 ms each)
+            batch = pa.table({c: pa.array([r.get(c) for r in rows]) for c in cols})
+            con.register("_batch", batch)
+            con.execute(f"INSERT INTO {name}_rows SELECT * FROM _batch")
+            con.unregister("_batch")
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM {name}_rows")
     return con
 

@@ -43,6 +43,8 @@ from datetime import date, timedelta
 from typing import Any
 
 import duckdb
+import numpy as np
+import numpy.typing as npt
 
 from tuan.analytics.kpis import (
     EVENT_TYPES,
@@ -101,6 +103,7 @@ BREAKDOWNS: dict[str, str] = {
     "utm_campaign": "utm_campaign",
 }
 DEFAULT_WINDOW = timedelta(days=14)
+MAX_STEPS = 32  # the steps a row's mask can name (a UINTEGER: ``funnel_match``)
 DEFAULT_PERCENTILES = (0.5, 0.9)
 
 
@@ -165,6 +168,8 @@ def _steps(steps: Sequence[FunnelStep | str]) -> tuple[FunnelStep, ...]:
     out = tuple(s if isinstance(s, FunnelStep) else FunnelStep(s) for s in steps)
     if len(out) < 2:
         raise KpiInputError("a funnel needs at least two steps")
+    if len(out) > MAX_STEPS:
+        raise KpiInputError(f"a funnel takes at most {MAX_STEPS} steps, not {len(out)}")
     for s in out:
         if s.type not in EVENT_TYPES:
             raise KpiInputError(
@@ -245,10 +250,6 @@ def _funnel_ctes(
 # The relation ``tuan.analytics.event_store.connect`` adds: ``events_keyed`` with ``utc_day``.
 DAYS_VIEW = "events_by_day"
 BY_DAY = People("person_key", "person_key IS NOT NULL", DAYS_VIEW)
-# Entry instants as 128-bit keys for the tie check (see :func:`_fast_funnel_sql`): epoch µs moved
-# up by 2^62 so that the key is never negative, in the top 64 bits.
-_SHIFT = 1 << 62
-_LOW64 = (1 << 64) - 1
 
 
 def _micros(span: timedelta) -> int:
@@ -269,125 +270,141 @@ def _literal(event_type: str) -> str:
     return f"'{event_type}'"
 
 
-def _fast_funnel_sql(
-    steps: tuple[FunnelStep, ...], dim: str, params: dict[str, Any], who: People, by_day: bool
-) -> str:
-    """The funnel in one statement: the rows of the steps in the entry and conversion windows
-    (``e``, a flag per step; not materialised: on the event files' layout each use of it reads
-    only its type's row groups of the days asked for, and the later steps' reads get the join's
-    filter on the people of the step before — materialising it cost more than it saved), the
-    entry per person, then each later step joined to the people who reached the one before.
-    Each step's people (``r<k>``) carry the entry's ``dim`` and times, so the answer is one
-    aggregation per step, unioned — no join back to the entries.
+def _step_condition(step: FunnelStep, i: int, params: dict[str, Any]) -> str:
+    """:func:`_condition` with the type as a literal (a checked name): the condition on the type
+    is then pushed into the Parquet scan, which skips the other types' row groups."""
+    parts = [f"type = {_literal(step.type)}"]
+    for j, (col, value) in enumerate(step.where.items()):
+        name = f"f{i}_{j}"
+        if isinstance(value, str):
+            params[name] = value
+            parts.append(f"{col} = ${name}")
+        else:
+            params[name] = list(value)
+            parts.append(f"list_contains(${name}, {col})")
+    return "(" + " AND ".join(parts) + ")"
 
-    Rows: ``(step, total_row, dim, reached, seconds from the previous step, from the start)``;
-    step 0 is one row, the number of entering people whose first step-1 instant is shared by
-    events with different ``dim`` values (then the breakdown's tie-break by ``event_id`` is
-    needed, which this statement does not read: the caller asks :func:`_funnel_ctes`).
-    The check compares the smallest and the largest 64-bit hash of ``dim`` among the events at
-    the entry instant (two values colliding in 64 bits — as ``person_key`` assumes never
-    happens — would go unnoticed)."""
-    n = len(steps)
-    cond_params: dict[str, Any] = {}
-    conds = [_condition(s, i + 1, cond_params) for i, s in enumerate(steps)]
-    # Types are checked names (:data:`EVENT_TYPES`): as literals, the condition on the type is
-    # pushed into the Parquet scan and each flag is evaluated on the column's dictionary
-    types = sorted({s.type for s in steps})
-    flags = ", ".join(
-        f"{c if s.where else f'type = {_literal(s.type)}'} AS s{i + 1}"
-        for i, (s, c) in enumerate(zip(steps, conds, strict=True))
-    )
-    # (as ``type <> …`` for the other types: an ``IN`` list is only used to skip row groups)
-    where = " AND ".join(f"type <> {_literal(t)}" for t in EVENT_TYPES if t not in types) or "true"
-    if any(s.where for s in steps):
-        where += f" AND ({' OR '.join(conds)})"
-        params.update(cond_params)
-    if all(s.type != steps[0].type for s in steps[1:]):  # step-1 events serve only the entry
-        where += f" AND (type <> {_literal(steps[0].type)} OR occurred_at < $hi)"
-    days = ""
-    if by_day:  # whole folders skipped (the UTC day of each row is its folder's)
+
+def _match_sql(
+    steps: tuple[FunnelStep, ...], dim: str, params: dict[str, Any], who: People, by_day: bool
+) -> tuple[str, str, str | None]:
+    """The statements that read a funnel's rows for :mod:`tuan.analytics.funnel_match`:
+
+    * the entry rows — step-1 events in ``[$lo, $hi)``: ``person``, ``t`` (epoch µs) and ``dh``
+      (the 64-bit hash of the breakdown value);
+    * the later steps' rows in ``[$lo, $hi + $w]``: ``person``, ``t`` and ``mask`` (bit k−1:
+      the row can fill step k);
+    * with a breakdown, the names of the hashes: every value of the breakdown among the step-1
+      type's rows of the entry window (a superset of the entries' values).
+
+    Only the rows' instants and keys leave DuckDB (times as integers, the breakdown as a hash),
+    and each statement reads only its types' row groups of the days asked for."""
+    first = _step_condition(steps[0], 1, params)
+    conds = [_step_condition(s, i + 1, params) for i, s in enumerate(steps)]
+    days_entry = days = ""
+    if by_day:  # whole day folders skipped (the UTC day of each row is its folder's)
         params["d_lo"] = params["lo"].date()
         params["d_hi"] = (params["hi"] + params["w"]).date()
-        days = " AND utc_day >= $d_lo AND utc_day <= $d_hi"
-    # Times are epoch microseconds (BIGINT) once read (``ts``, the TIMESTAMPTZ, only for the
-    # condition the scan can apply): the joins compare integers — adding an INTERVAL to a
-    # TIMESTAMPTZ in each join's condition took a tenth of the funnel's CPU time. Each step's
-    # people carry only what later steps and the answer read (the entry's instant, the step's
-    # instant, the breakdown's hash; the tie check as one flag): the entry's wider rows (its
-    # two 128-bit keys, copies of its instant) cost a tenth of the CPU time in copying.
-    params["w_us"] = _micros(params["w"])
-    t = f"(lo_key >> 64)::BIGINT - {_SHIFT}"  # the entry instant, from the key below
-    if dim != NO_KEY:
-        # The entry's breakdown value travels as its 64-bit hash (the low half of the key that
-        # also gives the entry instant: one aggregate instead of ``arg_min`` of a string), and
-        # is named again only in the few result rows (``names``).
-        h = "hash(dim)::HUGEINT"
-        tie = "count(*) FILTER (tie)"
-        entry = f"""SELECT person, {t} AS t1, {t} AS t, (lo_key & {_LOW64})::UBIGINT AS dim,
-         (lo_key & {_LOW64}) <> (hi_key & {_LOW64}) AS tie
-  FROM (SELECT person, min(((t + {_SHIFT})::HUGEINT << 64) | {h}) AS lo_key,
-               max((({_SHIFT} - t)::HUGEINT << 64) | {h}) AS hi_key
-        FROM e WHERE s1 AND ts < $hi
-        GROUP BY person)"""
-    else:
-        tie = "0"
-        entry = """SELECT person, NULL AS dim, min(t) AS t1, min(t) AS t
-  FROM e WHERE s1 AND ts < $hi
-  GROUP BY person"""
-    ctes = [
-        f"""e AS NOT MATERIALIZED (
-  SELECT {who.key} AS person, occurred_at AS ts, epoch_us(occurred_at) AS t, {dim} AS dim,
-         {flags}
-  FROM {who.events}
-  WHERE {where} AND occurred_at >= $lo AND occurred_at <= $hi + $w
-    AND {who.known}{days})""",
-        f"""r1 AS (
-  {entry})""",
-    ]
-    for i in range(2, n + 1):
-        op = ">" if steps[i - 1].type == steps[i - 2].type else ">="
-        ctes.append(
-            f"""r{i} AS (
-  SELECT p.person, p.dim, p.t1, p.t AS tp, min(e.t) AS t
-  FROM r{i - 1} p
-  JOIN e ON e.person = p.person AND e.s{i} AND e.t {op} p.t AND e.t <= p.t1 + $w_us
-  GROUP BY p.person, p.dim, p.t1, p.t)"""
-        )
-    group = "GROUP BY GROUPING SETS ((), (dim))" if dim != NO_KEY else ""
-    head = "grouping(dim)" if dim != NO_KEY else "1"
-    parts = [f"SELECT 0 AS step, 1 AS total_row, NULL AS dim, {tie} AS n, NULL AS dp, NULL AS ds"
-             " FROM r1"]  # fmt: skip
-    for i in range(1, n + 1):
-        if i == 1:
-            q = "NULL, NULL"
-        else:
-            q = "quantile_cont((t - tp) / 1e6, $qs), quantile_cont((t - t1) / 1e6, $qs)"
-        parts.append(
-            f"SELECT {i}, {head}, {'dim' if dim != NO_KEY else 'NULL'}, count(*), {q}"
-            f" FROM r{i} {group}"
-        )
-    union = "\nUNION ALL ".join(parts)
-    if dim == NO_KEY:
-        joined = ",\n".join(ctes)
-        return f"WITH {joined}\nSELECT * FROM ({union}) ORDER BY step, total_row DESC"
-    # The names of the hashes: every value of the breakdown among the step-1 type's rows of the
-    # entry window (a superset of the entries' values: no step condition, no person check),
-    # read from that type's rows alone -- reading them through ``e`` decoded every column of
-    # the conversion window's step-1 rows a second time (a tenth of the funnel's CPU time).
-    named = f"type = {_literal(steps[0].type)} AND occurred_at >= $lo AND occurred_at < $hi"
-    if by_day:
         params["d_entry_hi"] = params["hi"].date()
-        named += " AND utc_day >= $d_lo AND utc_day <= $d_entry_hi"
-    ctes.append(
-        f"names AS (SELECT hash(name) AS h, name FROM"
-        f" (SELECT DISTINCT {dim} AS name FROM {who.events} WHERE {named}))"
+        days = " AND utc_day >= $d_lo AND utc_day <= $d_hi"
+        days_entry = " AND utc_day >= $d_lo AND utc_day <= $d_entry_hi"
+    dh = f"hash({dim})" if dim != NO_KEY else "0::UBIGINT"
+    entry = f"""SELECT {who.key} AS person, epoch_us(occurred_at) AS t, {dh} AS dh
+FROM {who.events}
+WHERE {first} AND occurred_at >= $lo AND occurred_at < $hi AND {who.known}{days_entry}"""
+    later_types = sorted({s.type for s in steps[1:]})
+    # as ``type <> …`` for the other types: an ``IN`` list is only used to skip row groups
+    where = " AND ".join(f"type <> {_literal(t)}" for t in EVENT_TYPES if t not in later_types)
+    if any(s.where for s in steps[1:]):
+        where = (where + " AND " if where else "") + f"({' OR '.join(conds[1:])})"
+    # (a filter on a NULL column is NULL, not false)
+    mask = " | ".join(
+        f"(coalesce({c}, false)::UINTEGER << {k})" for k, c in enumerate(conds[1:], start=1)
     )
-    joined = ",\n".join(ctes)
-    return (
-        f"WITH {joined}\nSELECT step, total_row, name, n, dp, ds FROM ({union}) r"
-        " LEFT JOIN names ON names.h = r.dim AND r.total_row = 0"
-        " ORDER BY step, total_row DESC, name NULLS FIRST"
+    later = f"""SELECT {who.key} AS person, epoch_us(occurred_at) AS t, {mask} AS mask
+FROM {who.events}
+WHERE {where or "true"} AND occurred_at >= $lo AND occurred_at <= $hi + $w AND {who.known}{days}"""
+    names = None
+    if dim != NO_KEY:
+        names = f"""SELECT hash(name) AS h, name FROM (SELECT DISTINCT {dim} AS name
+FROM {who.events}
+WHERE type = {_literal(steps[0].type)} AND occurred_at >= $lo AND occurred_at < $hi{days_entry})"""
+    return entry, later, names
+
+
+def _columns(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]
+) -> dict[str, npt.NDArray[Any]]:
+    """A statement's result as NumPy columns (through Arrow: no Python objects per row)."""
+    used = {k: v for k, v in params.items() if f"${k}" in sql}
+    try:
+        table = con.sql(sql, params=used).to_arrow_table()
+    except duckdb.CatalogException as exc:
+        raise KpiInputError(f"the analytics views are missing: {str(exc).splitlines()[0]}") from exc
+    return {name: table.column(name).to_numpy() for name in table.column_names}
+
+
+def _matched_rows(
+    con: duckdb.DuckDBPyConnection,
+    steps: tuple[FunnelStep, ...],
+    dim: str,
+    params: dict[str, Any],
+    qs: Sequence[float],
+    who: People,
+    by_day: bool,
+) -> list[tuple[Any, ...]] | None:
+    """The funnel as :func:`_assemble`'s rows, matched by :mod:`tuan.analytics.funnel_match`;
+    ``None`` when an entry instant is tied between breakdown values (the exact statement then
+    breaks the tie by ``event_id``)."""
+    from tuan.analytics import funnel_match  # Numba: imported (~1 s) when a funnel is asked
+
+    entry_sql, later_sql, names_sql = _match_sql(steps, dim, params, who, by_day)
+    entry = _columns(con, entry_sql, params)
+    later = _columns(con, later_sql, params)
+    n = len(steps)
+    strict = [False] + [steps[i].type == steps[i - 1].type for i in range(1, n)]
+    matched = funnel_match.match(
+        [
+            (entry["person"], entry["t"], entry["dh"], np.ones(len(entry["t"]), np.uint32)),
+            (later["person"], later["t"], _NO_HASHES, later["mask"]),
+        ],
+        strict,
+        _micros(params["w"]),
     )
+    if dim != NO_KEY and matched.tie.any():
+        return None
+    codes, hashes = funnel_match.factorize(matched.dims)
+    out = funnel_match.step_quantiles(matched.times, codes, len(hashes), qs)
+    names: dict[int, str | None] = {}
+    if names_sql is not None and len(hashes):
+        names = {int(h): name for h, name in run(con, names_sql, _used(names_sql, params))}
+
+    def named(g: int) -> tuple[bool, str]:  # the order of the exact statement: NULLS FIRST
+        name = names.get(int(hashes[g]))
+        return (name is not None, name or "")
+
+    groups = [] if dim == NO_KEY else sorted(range(len(hashes)), key=named)
+    entered = np.bincount(codes, minlength=len(hashes))
+    rows: list[tuple[Any, ...]] = [(1, 1, None, len(codes), None, None)]
+    rows += [(1, 0, names.get(int(hashes[g])), int(entered[g]), None, None) for g in groups]
+    nq = len(qs)
+    for k in range(1, n):
+        for g, total_row in [(len(hashes), 1), *((g, 0) for g in groups)]:
+            cell = out[k, g]
+            if cell[0] == 0 and not total_row:
+                continue
+            key = None if total_row else names.get(int(hashes[g]))
+            dp = [float(v) for v in cell[1 : 1 + nq]] if cell[0] else None
+            ds = [float(v) for v in cell[1 + nq :]] if cell[0] else None
+            rows.append((k + 1, total_row, key, int(cell[0]), dp, ds))
+    return rows
+
+
+_NO_HASHES = np.zeros(0, np.uint64)  # the later steps' rows carry no breakdown
+
+
+def _used(sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if f"${k}" in sql}
 
 
 def funnel(
@@ -425,10 +442,9 @@ def funnel(
     }
     n = len(st)
     who, by_day = _source(con)
-    fast = dict(params)
-    rows = run(con, _fast_funnel_sql(st, dim, fast, who, by_day), fast)
-    if rows and rows[0][0] == 0 and not rows[0][3]:  # no tie at an entry instant
-        return _assemble(st, window, breakdown, qs, rows[1:])
+    rows = _matched_rows(con, st, dim, dict(params), qs, who, by_day)
+    if rows is not None:  # no tie at an entry instant
+        return _assemble(st, window, breakdown, qs, rows)
     ctes = _funnel_ctes(st, dim, params, who)
     aggs = [f"count(t{i}) AS r{i}" for i in range(1, n + 1)]
     for i in range(2, n + 1):
@@ -461,7 +477,7 @@ def _assemble(
     qs: Sequence[float],
     rows: Sequence[tuple[Any, ...]],
 ) -> Funnel:
-    """The funnel from :func:`_fast_funnel_sql`'s rows (step ≥ 1, in step then key order)."""
+    """The funnel from :func:`_matched_rows` (step ≥ 1, in step then key order)."""
     n = len(st)
     per: dict[tuple[bool, str | None], list[Any]] = {}
     for step, total_row, key, reached, dp, ds in rows:
