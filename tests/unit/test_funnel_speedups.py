@@ -235,6 +235,31 @@ def test_event_files_are_sorted_by_type_with_a_row_group_per_type(tmp_path: Path
         table = pq.read_table(path).to_pylist()
         keys = [(r["type"], r["occurred_at"]) for r in table]
         assert keys == sorted(keys)
+        # layout 3: the person key and the instant plain; the low-cardinality columns with
+        # dictionaries, everything but those two compressed
+        group = meta.row_group(0)
+        chunks = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+        for name in ("person_key", "occurred_at"):
+            assert chunks[name].compression == "UNCOMPRESSED"
+            assert not any("DICTIONARY" in e for e in chunks[name].encodings), name
+        assert any("DICTIONARY" in e for e in chunks["type"].encodings)
+        assert chunks["channel"].compression == "ZSTD"
+
+
+def test_files_of_an_older_layout_are_rewritten_once(tmp_path: Path) -> None:
+    events = _events(8, timedelta(seconds=1))
+    written = write_events(tmp_path, events, "old")
+    assert event_store.upgrade_layout(tmp_path) == len(written)
+    # a folder marked with layout 2, its files as layout 2 wrote them
+    for path in written:
+        table = pq.read_table(path)
+        meta = {**(table.schema.metadata or {}), event_store.LAYOUT_KEY: b"2"}
+        pq.write_table(table.replace_schema_metadata(meta), path, compression="zstd")
+    (tmp_path / event_store.LAYOUT_MARK).write_text("every file in events/ has layout 2\n")
+    assert not any(event_store.has_layout(p) for p in written)
+    assert event_store.upgrade_layout(tmp_path) == len(written)
+    assert all(event_store.has_layout(p) for p in written)
+    assert event_store.upgrade_layout(tmp_path) == 0
 
 
 def test_the_day_view_names_each_rows_folder(tmp_path: Path) -> None:

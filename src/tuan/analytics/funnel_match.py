@@ -420,11 +420,14 @@ def step_quantiles(
                 (times, codes, ngroups, q, k, from_entry, out[k], 1 + from_entry * nq)
                 for k in range(1, nsteps)
                 for from_entry in (0, 1)
+                if k > 1 or not from_entry  # step 2's previous step is the entry
             ],
         )
     finally:
         if pool is not None:
             pool.shutdown()
+    if nsteps > 1:
+        out[1, :, 1 + nq :] = out[1, :, 1 : 1 + nq]
     back = np.empty_like(order)  # the quantiles back in the order asked
     back[order] = np.arange(nq)
     out[:, :, 1 : 1 + nq] = out[:, :, 1 : 1 + nq][:, :, back]

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -356,11 +357,35 @@ def _matched_rows(
     """The funnel as :func:`_assemble`'s rows, matched by :mod:`tuan.analytics.funnel_match`;
     ``None`` when an entry instant is tied between breakdown values (the exact statement then
     breaks the tie by ``event_id``)."""
-    from tuan.analytics import funnel_match  # Numba: imported (~1 s) when a funnel is asked
 
     entry_sql, later_sql, names_sql = _match_sql(steps, dim, params, who, by_day)
     entry = _columns(con, entry_sql, params)
     later = _columns(con, later_sql, params)
+    with ThreadPoolExecutor(1) as aside:  # the names on a cursor, while the rows are matched
+        named = aside.submit(_names, con, names_sql, params) if names_sql else None
+        rows = _match_rows(steps, dim, qs, entry, later, params, named)
+    return rows
+
+
+def _names(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]
+) -> dict[int, str | None]:
+    """The breakdown values by their hash (on a cursor of ``con``: it runs on another thread)."""
+    with con.cursor() as cur:
+        return {int(h): name for h, name in run(cur, sql, _used(sql, params))}
+
+
+def _match_rows(
+    steps: tuple[FunnelStep, ...],
+    dim: str,
+    qs: Sequence[float],
+    entry: dict[str, npt.NDArray[Any]],
+    later: dict[str, npt.NDArray[Any]],
+    params: dict[str, Any],
+    named: Future[dict[int, str | None]] | None,
+) -> list[tuple[Any, ...]] | None:
+    from tuan.analytics import funnel_match
+
     n = len(steps)
     strict = [False] + [steps[i].type == steps[i - 1].type for i in range(1, n)]
     matched = funnel_match.match(
@@ -375,9 +400,7 @@ def _matched_rows(
         return None
     codes, hashes = funnel_match.factorize(matched.dims)
     out = funnel_match.step_quantiles(matched.times, codes, len(hashes), qs)
-    names: dict[int, str | None] = {}
-    if names_sql is not None and len(hashes):
-        names = {int(h): name for h, name in run(con, names_sql, _used(names_sql, params))}
+    names = {} if named is None else named.result()
 
     def named(g: int) -> tuple[bool, str]:  # the order of the exact statement: NULLS FIRST
         name = names.get(int(hashes[g]))
