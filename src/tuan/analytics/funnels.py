@@ -402,11 +402,11 @@ def _match_rows(
     out = funnel_match.step_quantiles(matched.times, codes, len(hashes), qs)
     names = {} if named is None else named.result()
 
-    def named(g: int) -> tuple[bool, str]:  # the order of the exact statement: NULLS FIRST
+    def by_name(g: int) -> tuple[bool, str]:  # the exact statement's order: NULLS FIRST
         name = names.get(int(hashes[g]))
         return (name is not None, name or "")
 
-    groups = [] if dim == NO_KEY else sorted(range(len(hashes)), key=named)
+    groups = [] if dim == NO_KEY else sorted(range(len(hashes)), key=by_name)
     entered = np.bincount(codes, minlength=len(hashes))
     rows: list[tuple[Any, ...]] = [(1, 1, None, len(codes), None, None)]
     rows += [(1, 0, names.get(int(hashes[g])), int(entered[g]), None, None) for g in groups]
