@@ -145,7 +145,8 @@ pytest: venv system-deps assets
 		export TUAN_TEST_PG_URL; \
 	fi; \
 	rc=0; \
-	timeout --foreground -k 30s $(TEST_TIMEOUT) $(VENV)/bin/pytest -q $(XDIST_ARGS) $(PYTEST_ARGS) || rc=$$?; \
+	$(VENV)/bin/python -m tuan.analytics.funnel_match || rc=$$?; \
+	[ $$rc -ne 0 ] || timeout --foreground -k 30s $(TEST_TIMEOUT) $(VENV)/bin/pytest -q $(XDIST_ARGS) $(PYTEST_ARGS) || rc=$$?; \
 	case $$rc in \
 		0) ;; \
 		5) echo "make: error: pytest collected no tests" >&2 ;; \
@@ -171,6 +172,7 @@ demo: venv demo-deps assets
 	$(VENV)/bin/tuan db upgrade
 	$(VENV)/bin/tuan demo --seed $(SEED)
 	$(VENV)/bin/tuan reconcile
+	$(VENV)/bin/python -m tuan.analytics.funnel_match
 	HOST=$(HOST) PORT=$(PORT) scripts/demo-serve.sh
 
 bench: venv

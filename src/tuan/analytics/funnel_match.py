@@ -433,3 +433,9 @@ def step_quantiles(
     out[:, :, 1 : 1 + nq] = out[:, :, 1 : 1 + nq][:, :, back]
     out[:, :, 1 + nq :] = out[:, :, 1 + nq :][:, :, back]
     return out
+
+
+if __name__ == "__main__":  # ``make test``, ``make demo``: compile once, into the cache
+    from tuan.analytics import funnels
+
+    funnels.warm()

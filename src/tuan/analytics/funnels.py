@@ -493,6 +493,27 @@ def funnel(
     return Funnel(st, window, breakdown, total, by_key)
 
 
+def warm() -> None:
+    """Compile (or load from Numba's cache) the kernels of :mod:`tuan.analytics.funnel_match`
+    by asking two small funnels through the same path as any other: ``make test`` and ``make
+    demo`` run it once (``python -m tuan.analytics.funnel_match``), so that the first funnel a
+    server answers does not wait for the compiler."""
+    from tuan.analytics.kpis import EVENTS_COLUMNS
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"CREATE TABLE rows ({', '.join(f'{c} {t}' for c, t in EVENTS_COLUMNS.items())})")
+    con.execute(
+        "INSERT INTO rows (event_id, type, occurred_at, customer_id, channel) VALUES"
+        " ('w1', 'view', TIMESTAMPTZ '2024-01-02 01:00:00+00', 'c1', 'wechat'),"
+        " ('w2', 'pay', TIMESTAMPTZ '2024-01-02 02:00:00+00', 'c1', 'wechat')"
+    )
+    con.execute("CREATE VIEW events AS SELECT * FROM rows")
+    for breakdown in ("channel", None):
+        funnel(con, ["view", "pay"], start="2024-01-02", end="2024-01-03", breakdown=breakdown)
+    con.close()
+
+
 def _assemble(
     st: tuple[FunnelStep, ...],
     window: timedelta,
