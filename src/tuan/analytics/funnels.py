@@ -22,16 +22,18 @@ overlaps ``end``; the triangle as counts and rates.
 **Paths.** For people who entered a funnel but did not reach its last step, their last event
 (any type) within their conversion window, and the transition from the event before it, ranked.
 
-Formulas and examples: docs/kpis.md. Only aggregates reach Python. A funnel is one statement
-(:func:`_fast_funnel_sql`); when two step-1 events of one person share
-the entry instant with different breakdown values, a second, exact statement breaks the tie by
-``event_id`` (:func:`_funnel_ctes`, which paths use too). Retention is one aggregation by person
-with each person's active periods as the bits of one integer (:func:`_bitmap_retention_sql`, up
-to 127 periods; the cohort is the lowest bit; a longer table takes the general statement). Both
+Formulas and examples: docs/kpis.md. A funnel's rows are read by two narrow statements
+(:func:`_match_sql`: the entry rows with the breakdown value's 64-bit hash, the later steps' rows
+with a mask of the steps each can fill; times as epoch microseconds) and matched by the compiled
+kernels of :mod:`tuan.analytics.funnel_match` (ADR 0014); the hashes are named again only for
+the result. When two step-1 events of one person share the entry instant with different
+breakdown values, the exact statement breaks the tie by ``event_id`` (:func:`_funnel_ctes`,
+which paths use too). Retention is one aggregation by person with each person's active periods
+as the bits of one integer (:func:`_bitmap_retention_sql`, up to 127 periods; the cohort is the
+lowest bit; a longer table takes the general statement); only aggregates reach Python. Both
 read ``events_by_day`` when the connection has it (:func:`tuan.analytics.event_store.connect`),
 so only the days asked for are opened, and the event files' row group per type lets the scan
-skip the other types (ADR 0006). The funnel compares times as epoch microseconds and carries
-the breakdown value as its 64-bit hash, named again only in the result rows.
+skip the other types (ADR 0006).
 """
 
 from __future__ import annotations
