@@ -730,18 +730,12 @@ def _move_into_place(tmp: Path, dest: Path) -> None:
 # (:func:`upgrade_layout` rewrites older files once).
 LAYOUT = "3"
 _PLAIN_COLUMNS = ("person_key", "occurred_at")
-_DICTIONARY_COLUMNS = (
-    "type",
-    "campaign_id",
-    "sku_id",
-    "category",
-    "community_id",
-    "channel",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "amount_cents",
+# the columns whose values are (nearly) all different: no dictionary
+_UNIQUE_COLUMNS = frozenset(
+    {"event_id", "occurred_at", "received_at", "customer_id", "anonymous_id", "group_id"}
+    | {"order_id", "properties", "person_key"}
 )
+_DICTIONARY_COLUMNS = tuple(c for c in COLUMNS if c not in _UNIQUE_COLUMNS)
 LAYOUT_KEY = b"tuan.layout"
 LAYOUT_MARK = "events.layout"
 

@@ -66,9 +66,10 @@ class Matched:
 
 
 @njit(cache=True, nogil=True)
-def _count(person, mask, nsteps, nbits, lo, hi, counts):
-    """Rows ``lo … hi-1`` counted into ``counts[part * nsteps + step]`` (a row in several steps
-    counts in each)."""
+def _distribute(person, t, dh, mask, nsteps, nbits, lo, hi, slots, bp, bt, bd, copy):
+    """Rows ``lo … hi-1`` by bucket ``part * nsteps + step`` (a row in several steps goes to
+    each): counted into ``slots``, or with ``copy`` copied to their buckets from ``slots`` (this
+    slice's next free row in each); the breakdown hash only for entry rows."""
     shift = np.uint64(64 - nbits) if nbits else np.uint64(0)
     for i in range(lo, hi):
         m = mask[i]
@@ -77,27 +78,13 @@ def _count(person, mask, nsteps, nbits, lo, hi, counts):
         p = np.int64(person[i] >> shift) * nsteps if nbits else np.int64(0)
         for s in range(nsteps):
             if (m >> np.uint32(s)) & np.uint32(1):
-                counts[p + s] += 1
-
-
-@njit(cache=True, nogil=True)
-def _scatter(person, t, dh, mask, nsteps, nbits, lo, hi, pos, bp, bt, bd):
-    """Rows ``lo … hi-1`` copied to their buckets from ``pos`` (this slice's next free row in
-    each bucket); the breakdown hash only for entry rows."""
-    shift = np.uint64(64 - nbits) if nbits else np.uint64(0)
-    for i in range(lo, hi):
-        m = mask[i]
-        if m == 0:
-            continue
-        p = np.int64(person[i] >> shift) * nsteps if nbits else np.int64(0)
-        for s in range(nsteps):
-            if (m >> np.uint32(s)) & np.uint32(1):
-                j = pos[p + s]
-                bp[j] = person[i]
-                bt[j] = t[i]
-                if s == 0:
-                    bd[j] = dh[i]
-                pos[p + s] = j + 1
+                if copy:
+                    j = slots[p + s]
+                    bp[j] = person[i]
+                    bt[j] = t[i]
+                    if s == 0:
+                        bd[j] = dh[i]
+                slots[p + s] += 1
 
 
 @njit(cache=True, nogil=True)
@@ -328,10 +315,14 @@ def _bucket(
         cuts = np.linspace(0, len(src[3]), per + 1).astype(np.int64)
         tasks += [(src, int(a), int(b)) for a, b in itertools.pairwise(cuts) if b > a]
     counts = np.zeros((max(1, len(tasks)), nb), np.int64)
+    none_u, none_i = np.zeros(0, np.uint64), np.zeros(0, np.int64)
     _each(
         pool,
-        _count,
-        [(s[0], s[3], nsteps, nbits, a, b, counts[i]) for i, (s, a, b) in enumerate(tasks)],
+        _distribute,
+        [
+            (*s, nsteps, nbits, a, b, counts[i], none_u, none_i, none_u, False)
+            for i, (s, a, b) in enumerate(tasks)
+        ],
     )
     starts = np.zeros(nb + 1, np.int64)
     np.cumsum(counts.sum(axis=0), out=starts[1:])
@@ -343,11 +334,8 @@ def _bucket(
     bd = np.zeros(total, np.uint64)
     _each(
         pool,
-        _scatter,
-        [
-            (s[0], s[1], s[2], s[3], nsteps, nbits, a, b, pos[i], bp, bt, bd)
-            for i, (s, a, b) in enumerate(tasks)
-        ],
+        _distribute,
+        [(*s, nsteps, nbits, a, b, pos[i], bp, bt, bd, True) for i, (s, a, b) in enumerate(tasks)],
     )
     return starts, bp, bt, bd
 

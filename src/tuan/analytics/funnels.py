@@ -187,9 +187,17 @@ def _steps(steps: Sequence[FunnelStep | str]) -> tuple[FunnelStep, ...]:
     return out
 
 
-def _condition(step: FunnelStep, i: int, params: dict[str, Any]) -> str:
-    params[f"type{i}"] = step.type
-    parts = [f"type = $type{i}"]
+def _condition(
+    step: FunnelStep, i: int, params: dict[str, Any], *, literal_type: bool = False
+) -> str:
+    """The SQL condition of a step: its type and its filters (as parameters). With
+    ``literal_type`` the type is written as a literal (a checked name): the condition on it is
+    then pushed into the Parquet scan, which skips the other types' row groups."""
+    if literal_type:
+        parts = [f"type = {_literal(step.type)}"]
+    else:
+        params[f"type{i}"] = step.type
+        parts = [f"type = $type{i}"]
     for j, (col, value) in enumerate(step.where.items()):
         name = f"f{i}_{j}"
         if isinstance(value, str):
@@ -273,21 +281,6 @@ def _literal(event_type: str) -> str:
     return f"'{event_type}'"
 
 
-def _step_condition(step: FunnelStep, i: int, params: dict[str, Any]) -> str:
-    """:func:`_condition` with the type as a literal (a checked name): the condition on the type
-    is then pushed into the Parquet scan, which skips the other types' row groups."""
-    parts = [f"type = {_literal(step.type)}"]
-    for j, (col, value) in enumerate(step.where.items()):
-        name = f"f{i}_{j}"
-        if isinstance(value, str):
-            params[name] = value
-            parts.append(f"{col} = ${name}")
-        else:
-            params[name] = list(value)
-            parts.append(f"list_contains(${name}, {col})")
-    return "(" + " AND ".join(parts) + ")"
-
-
 def _match_sql(
     steps: tuple[FunnelStep, ...], dim: str, params: dict[str, Any], who: People, by_day: bool
 ) -> tuple[str, str, str | None]:
@@ -302,8 +295,8 @@ def _match_sql(
 
     Only the rows' instants and keys leave DuckDB (times as integers, the breakdown as a hash),
     and each statement reads only its types' row groups of the days asked for."""
-    first = _step_condition(steps[0], 1, params)
-    conds = [_step_condition(s, i + 1, params) for i, s in enumerate(steps)]
+    conds = [_condition(s, i + 1, params, literal_type=True) for i, s in enumerate(steps)]
+    first = conds[0]
     days_entry = days = ""
     if by_day:  # whole day folders skipped (the UTC day of each row is its folder's)
         params["d_lo"] = params["lo"].date()
