@@ -88,6 +88,16 @@ def _distribute(person, t, dh, mask, nsteps, nbits, lo, hi, slots, bp, bt, bd, c
 
 
 @njit(cache=True, nogil=True)
+def _probe(slot, keys, k, mk):
+    """The position of key ``k`` in an open-addressed table (``slot`` −1: free), or the free
+    position where it would go (linear probing from its low bits: keys are hashes already)."""
+    h = k & mk
+    while slot[h] != -1 and keys[h] != k:
+        h = (h + np.uint64(1)) & mk
+    return h
+
+
+@njit(cache=True, nogil=True)
 def _match_parts(starts, bp, bt, bd, nsteps, strict, w, bases, p0, p1, times, dims, tie, used):
     """Partitions ``p0 … p1-1``: partition p's people go to ``times[bases[p] : bases[p] +
     used[p]]`` (``bases[p]``: the entry rows of the partitions before it)."""
@@ -104,9 +114,7 @@ def _match_parts(starts, bp, bt, bd, nsteps, strict, w, bases, p0, p1, times, di
         ns = 0
         for i in range(a, b):  # the entries: the earliest entry row per person
             k = bp[i]
-            h = k & mk
-            while slot[h] != -1 and keys[h] != k:
-                h = (h + np.uint64(1)) & mk
+            h = _probe(slot, keys, k, mk)
             s = slot[h]
             if s == -1:
                 s = bases[p] + ns
@@ -126,11 +134,7 @@ def _match_parts(starts, bp, bt, bd, nsteps, strict, w, bases, p0, p1, times, di
         for step in range(1, nsteps):  # each later step, after the one before it
             after = strict[step]
             for i in range(starts[b0 + step], starts[b0 + step + 1]):
-                k = bp[i]
-                h = k & mk
-                while slot[h] != -1 and keys[h] != k:
-                    h = (h + np.uint64(1)) & mk
-                s = slot[h]
+                s = slot[_probe(slot, keys, bp[i], mk)]
                 if s == -1:
                     continue
                 prev = times[s, step - 1]
