@@ -721,21 +721,18 @@ def _move_into_place(tmp: Path, dest: Path) -> None:
 
 # The layout of an event file (ADR 0006): rows sorted by (type, occurred_at), each type in row
 # groups of its own, so that the ``type`` statistics of each row group let a reader skip the
-# types it does not ask for (retention reads the pay events: a fifth of the rows). Layout 3
-# (ADR 0014): the columns every analytic query reads — the person key and the instant — are
-# stored plain, neither dictionary-encoded nor compressed (random 64-bit keys and near-unique
-# instants gain nothing from either, and decoding them was a third of a funnel's read); the
-# dictionary is kept for the low-cardinality columns, where it pays. Files say their layout in
-# their key-value metadata; ``events.layout`` beside ``events/`` says every file has it
+# types it does not ask for (retention reads the pay events: a fifth of the rows). Layout 4
+# (ADR 0014): the two columns every analytic query reads — the person key and the instant —
+# are stored plain, neither dictionary-encoded nor compressed (random 64-bit keys and
+# near-unique instants gain nothing from either, and decoding them was a third of a funnel's
+# read). (Layout 3, the same day, also wrote the unique string columns plain: withdrawn.)
+# Every other column keeps its dictionary: DuckDB 2.0.0 answers ``IS NULL`` wrongly on
+# PLAIN-encoded *strings* (it reads a value as NULL), so no string column may be written plain
+# (``tests/unit/test_funnel_speedups.py`` checks each). Files say their layout in their
+# key-value metadata; ``events.layout`` beside ``events/`` says every file has it
 # (:func:`upgrade_layout` rewrites older files once).
-LAYOUT = "3"
-_PLAIN_COLUMNS = ("person_key", "occurred_at")
-# the columns whose values are (nearly) all different: no dictionary
-_UNIQUE_COLUMNS = frozenset(
-    {"event_id", "occurred_at", "received_at", "customer_id", "anonymous_id", "group_id"}
-    | {"order_id", "properties", "person_key"}
-)
-_DICTIONARY_COLUMNS = tuple(c for c in COLUMNS if c not in _UNIQUE_COLUMNS)
+LAYOUT = "4"
+_PLAIN_COLUMNS = ("person_key", "occurred_at")  # integers: never strings (see above)
 LAYOUT_KEY = b"tuan.layout"
 LAYOUT_MARK = "events.layout"
 
@@ -750,8 +747,8 @@ def layout_table(table: pa.Table) -> pa.Table:
 
 def write_event_file(table: pa.Table, where: Any) -> None:
     """Write event rows to ``where`` (a path or a binary file) in the layout: one row group per
-    type (more if a type has over a million rows in the file); zstd, and dictionaries, for all
-    but the person key and the instant."""
+    type (more if a type has over a million rows in the file); zstd and dictionaries for all
+    but the person key and the instant, which are plain."""
     import pyarrow.compute as pc  # type: ignore[import-untyped]
     import pyarrow.parquet as pq
 
@@ -761,7 +758,7 @@ def write_event_file(table: pa.Table, where: Any) -> None:
         where,
         table.schema,
         compression={c: "none" if c in _PLAIN_COLUMNS else "zstd" for c in names},
-        use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in names],
+        use_dictionary=[c for c in names if c not in _PLAIN_COLUMNS],
     ) as writer:
         if not table.num_rows:
             writer.write_table(table)
