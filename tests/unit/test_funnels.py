@@ -384,6 +384,7 @@ def test_retention_by_first_join_returning_to_pay(rcon: duckdb.DuckDBPyConnectio
         ([FunnelStep("view", {"price": "1"}), "pay"], {}, "cannot filter"),
         (STEPS, {"breakdown": "sku"}, "unknown breakdown"),
         (STEPS, {"window": timedelta(days=-1)}, "must not be negative"),
+        (STEPS, {"window": timedelta(days=999_999_999)}, "at most 3660 days"),
         (STEPS, {"percentiles": (0.5, 1.5)}, "between 0 and 1"),
         (STEPS, {"end": MON}, "must be after"),
         (STEPS, {"tz": "Nowhere/Else"}, "unknown time zone"),

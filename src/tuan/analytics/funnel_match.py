@@ -288,9 +288,13 @@ def factorize(values: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.int64], An
     return codes, uniques
 
 
+def _threads() -> int:
+    """Threads for the kernels: one per CPU this process may use, up to four."""
+    return min(4, len(os.sched_getaffinity(0)))
+
+
 def _pool() -> ThreadPoolExecutor | None:
-    """Threads for the kernels: one per CPU this process may use, up to four; none on one."""
-    n = min(4, len(os.sched_getaffinity(0)))
+    n = _threads()
     return ThreadPoolExecutor(n) if n > 1 else None
 
 
@@ -313,7 +317,7 @@ def _bucket(
     top ``nbits`` bits of the person key): the buckets' starts and the copied columns. Each
     thread counts and then copies its own slices of the rows (a parallel radix partition)."""
     nb = (1 << nbits) * nsteps
-    per = 1 if pool is None else pool._max_workers
+    per = 1 if pool is None else _threads()
     tasks = []  # (source, lo, hi)
     for src in sources:
         cuts = np.linspace(0, len(src[3]), per + 1).astype(np.int64)
@@ -350,6 +354,7 @@ def match(sources: Sequence[Source], strict: Sequence[bool], window_us: int) -> 
     nsteps = len(strict)
     if not 1 <= nsteps <= MAX_STEPS:
         raise ValueError(f"a funnel match takes 1 to {MAX_STEPS} steps, not {nsteps}")
+    window_us = min(window_us, 1 << 62)  # any longer window is all of time: no int64 overflow
     entries = sum(int(np.count_nonzero(s[3] & np.uint32(1))) for s in sources)
     nbits = 0
     while (entries >> nbits) > _PART_ROWS and nbits < _MAX_BITS:
@@ -368,7 +373,7 @@ def match(sources: Sequence[Source], strict: Sequence[bool], window_us: int) -> 
         tie = np.zeros(size, np.bool_)
         used = np.zeros(nparts, np.int64)
         # the partitions in slices of about equal entry rows, a few slices per thread
-        slices = 1 if pool is None else min(nparts, _SLICES_PER_THREAD * pool._max_workers)
+        slices = 1 if pool is None else min(nparts, _SLICES_PER_THREAD * _threads())
         cuts = np.searchsorted(bases, np.linspace(0, size, slices + 1)[1:-1])
         edges = [0, *sorted({int(c) for c in cuts} - {0, nparts}), nparts]
         args = (starts, bp, bt, bd, nsteps, np.asarray(strict, np.bool_), window_us, bases)

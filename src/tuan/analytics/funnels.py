@@ -106,6 +106,7 @@ BREAKDOWNS: dict[str, str] = {
     "utm_campaign": "utm_campaign",
 }
 DEFAULT_WINDOW = timedelta(days=14)
+MAX_WINDOW = timedelta(days=3660)  # ten years; past the timestamps' range, SQL would overflow
 MAX_STEPS = 32  # the steps a row's mask can name (a UINTEGER: ``funnel_match``)
 DEFAULT_PERCENTILES = (0.5, 0.9)
 
@@ -444,6 +445,8 @@ def funnel(
         raise KpiInputError(f"end ({hi}) must be after start ({lo})")
     if window < timedelta(0):
         raise KpiInputError("the conversion window must not be negative")
+    if window > MAX_WINDOW:
+        raise KpiInputError(f"the conversion window must be at most {MAX_WINDOW.days} days")
     qs = [float(q) for q in percentiles]
     if not qs or any(not 0.0 <= q <= 1.0 for q in qs):
         raise KpiInputError("percentiles must be between 0 and 1")
@@ -630,6 +633,8 @@ def funnel_paths(
         raise KpiInputError("top must be at least 1")
     if window < timedelta(0):
         raise KpiInputError("the conversion window must not be negative")
+    if window > MAX_WINDOW:
+        raise KpiInputError(f"the conversion window must be at most {MAX_WINDOW.days} days")
     params: dict[str, Any] = {
         "lo": local_midnight(lo, zone),
         "hi": local_midnight(hi, zone),
