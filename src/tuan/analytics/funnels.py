@@ -333,9 +333,8 @@ def _columns(
     con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]
 ) -> dict[str, npt.NDArray[Any]]:
     """A statement's result as NumPy columns (through Arrow: no Python objects per row)."""
-    used = {k: v for k, v in params.items() if f"${k}" in sql}
     try:
-        table = con.sql(sql, params=used).to_arrow_table()
+        table = con.sql(sql, params=_used(sql, params)).to_arrow_table()
     except duckdb.CatalogException as exc:
         raise KpiInputError(f"the analytics views are missing: {str(exc).splitlines()[0]}") from exc
     return {name: table.column(name).to_numpy() for name in table.column_names}
@@ -353,7 +352,6 @@ def _matched_rows(
     """The funnel as :func:`_assemble`'s rows, matched by :mod:`tuan.analytics.funnel_match`;
     ``None`` when an entry instant is tied between breakdown values (the exact statement then
     breaks the tie by ``event_id``)."""
-
     entry_sql, later_sql, names_sql = _match_sql(steps, dim, params, who, by_day)
     entry = _columns(con, entry_sql, params)
     later = _columns(con, later_sql, params)
@@ -423,6 +421,7 @@ _NO_HASHES = np.zeros(0, np.uint64)  # the later steps' rows carry no breakdown
 
 
 def _used(sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters ``sql`` names (DuckDB refuses the others)."""
     return {k: v for k, v in params.items() if f"${k}" in sql}
 
 
