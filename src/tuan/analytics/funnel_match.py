@@ -101,7 +101,6 @@ def _probe(slot, keys, k, mk):
 def _match_parts(starts, bp, bt, bd, nsteps, strict, w, bases, p0, p1, times, dims, tie, used):
     """Partitions ``p0 … p1-1``: partition p's people go to ``times[bases[p] : bases[p] +
     used[p]]`` (``bases[p]``: the entry rows of the partitions before it)."""
-    never = np.iinfo(np.int64).max
     for p in range(p0, p1):
         b0 = p * nsteps
         a, b = starts[b0], starts[b0 + 1]
@@ -122,7 +121,7 @@ def _match_parts(starts, bp, bt, bd, nsteps, strict, w, bases, p0, p1, times, di
                 slot[h] = s
                 keys[h] = k
                 for j in range(nsteps):
-                    times[s, j] = never
+                    times[s, j] = NEVER
             ti = bt[i]
             if ti < times[s, 0]:
                 times[s, 0] = ti
@@ -139,7 +138,7 @@ def _match_parts(starts, bp, bt, bd, nsteps, strict, w, bases, p0, p1, times, di
                     continue
                 prev = times[s, step - 1]
                 ti = bt[i]
-                if prev == never or ti >= times[s, step] or ti > times[s, 0] + w:
+                if prev == NEVER or ti >= times[s, step] or ti > times[s, 0] + w:
                     continue
                 if ti > prev or (ti == prev and not after):
                     times[s, step] = ti
@@ -217,11 +216,10 @@ def _seconds(times, codes, ngroups, k, from_entry, out):
     """The seconds of step ``k`` (from step k−1, or from the entry) of the people who reached
     it, grouped by ``codes``; ``out[g, 0]`` the count per group and at ``g = ngroups`` in all.
     Returns the values and the groups' starts."""
-    never = np.iinfo(np.int64).max
     m = times.shape[0]
     count = np.zeros(ngroups, np.int64)
     for s in range(m):
-        if times[s, k] != never:
+        if times[s, k] != NEVER:
             count[codes[s]] += 1
     start = np.zeros(ngroups + 1, np.int64)
     for g in range(ngroups):
@@ -232,7 +230,7 @@ def _seconds(times, codes, ngroups, k, from_entry, out):
     pos = start[:ngroups].copy()
     base = 0 if from_entry else k - 1
     for s in range(m):
-        if times[s, k] != never:
+        if times[s, k] != NEVER:
             j = pos[codes[s]]
             values[j] = (times[s, k] - times[s, base]) / 1e6
             pos[codes[s]] = j + 1
@@ -254,7 +252,8 @@ def _step_column(times, codes, ngroups, qs, k, from_entry, out, col):
 
 @njit(cache=True, nogil=True)
 def _factorize(values):
-    """``codes`` (0, 1, … in order of first appearance) and the distinct ``values``."""
+    """``codes`` (0, 1, … in order of first appearance) and the distinct ``values`` (64-bit
+    hashes)."""
     n = len(values)
     cap = 16
     while cap < 2 * n:
@@ -265,11 +264,9 @@ def _factorize(values):
     codes = np.empty(n, np.int64)
     uniques = np.empty(n, np.uint64)
     nu = 0
-    for i in range(n):
+    for i in range(n):  # the values are breakdown hashes: probed by their low bits
         k = values[i]
-        h = (k ^ (k >> np.uint64(29))) & mk
-        while slot[h] != -1 and keys[h] != k:
-            h = (h + np.uint64(1)) & mk
+        h = _probe(slot, keys, k, mk)
         if slot[h] == -1:
             slot[h] = nu
             keys[h] = k

@@ -63,6 +63,7 @@ from tuan.analytics.kpis import (
     local_time,
     periods_between,
     run,
+    run_arrow,
     shift_period,
 )
 from tuan.analytics.kpis import (
@@ -333,10 +334,7 @@ def _columns(
     con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]
 ) -> dict[str, npt.NDArray[Any]]:
     """A statement's result as NumPy columns (through Arrow: no Python objects per row)."""
-    try:
-        table = con.sql(sql, params=_used(sql, params)).to_arrow_table()
-    except duckdb.CatalogException as exc:
-        raise KpiInputError(f"the analytics views are missing: {str(exc).splitlines()[0]}") from exc
+    table = run_arrow(con, sql, _used(sql, params))
     return {name: table.column(name).to_numpy() for name in table.column_names}
 
 

@@ -458,7 +458,19 @@ def run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> lis
     try:
         return con.execute(sql, params).fetchall()
     except duckdb.CatalogException as exc:
-        raise KpiInputError(f"the analytics views are missing: {str(exc).splitlines()[0]}") from exc
+        raise _views_missing(exc) from exc
+
+
+def run_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> Any:
+    """:func:`run`, the result as an Arrow table (no Python object per value)."""
+    try:
+        return con.sql(sql, params=params).to_arrow_table()
+    except duckdb.CatalogException as exc:
+        raise _views_missing(exc) from exc
+
+
+def _views_missing(exc: duckdb.CatalogException) -> KpiInputError:
+    return KpiInputError(f"the analytics views are missing: {str(exc).splitlines()[0]}")
 
 
 # ---------------------------------------------------------------------------------------------

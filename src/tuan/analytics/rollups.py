@@ -80,6 +80,7 @@ from tuan.analytics.kpis import (
     period_start,
     periods_between,
     run,
+    run_arrow,
     shift_period,
 )
 
@@ -265,12 +266,7 @@ LEFT JOIN grp USING (period, dim, key)"""
         sql,
     )
     params = {"lo": lo, "hi": hi, "periods": ps, "tz": tz, "grain": g}
-    import duckdb
-
-    try:
-        return con.sql(sql, params=params).to_arrow_table()
-    except duckdb.CatalogException as exc:  # a missing view: the same error as the KPI queries
-        raise KpiInputError(f"the analytics views are missing: {exc}") from exc
+    return run_arrow(con, sql, params)  # a missing view: the same error as the KPI queries
 
 
 def _measure(col: str) -> str:
