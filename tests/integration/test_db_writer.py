@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
 
 from tuan.shared.db import Database
 
@@ -67,6 +72,148 @@ def test_thread_writes_and_loop_writes_share_one_connection(db: Database) -> Non
 
     assert sorted(asyncio.run(main())) == list(range(10, 30))
     assert _values(db) == list(range(10, 30))
+    db.close()
+
+
+# -- other threads' writes handed to the loop (ADR 0015) -----------------------------------------
+
+
+class _LoopThread:
+    """An event loop running on a thread of its own, attached to ``db`` as a served app's is."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self.ready.wait(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._attach)
+        self.loop.run_forever()
+
+    def _attach(self) -> None:
+        self.db.attach_loop()
+        self.ready.set()
+
+    def call(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the loop and wait for it."""
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                fn()
+            finally:
+                done.set()
+
+        self.loop.call_soon_threadsafe(run)
+        assert done.wait(10)
+
+    def stop(self, *, detach: bool = True) -> None:
+        if detach:
+            self.call(self.db.detach_loop)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def _insert_on_thread(v: int, seen: list[int]) -> Callable[[Connection], int]:
+    def run(conn: Connection) -> int:
+        seen.append(threading.get_ident())
+        conn.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": v})
+        return v
+
+    return run
+
+
+def test_other_threads_writes_run_on_the_attached_loop_in_one_batch(db: Database) -> None:
+    runner = _LoopThread(db)
+    seen: list[int] = []
+    hold = threading.Event()
+    try:
+        # The loop is busy (a long callback) while ten threads write: their writes wait for
+        # it, then share one batch -- one transaction -- on the loop's own thread.
+        runner.loop.call_soon_threadsafe(hold.wait, 10)
+        before = db.write_batches
+        with ThreadPoolExecutor(10) as pool:
+            results = [pool.submit(db.write, _insert_on_thread(v, seen)) for v in range(10)]
+            time.sleep(0.3)
+            assert not any(r.done() for r in results)
+            hold.set()
+            assert sorted(r.result(10) for r in results) == list(range(10))
+        assert set(seen) == {runner.thread.ident}
+        assert db.write_batches - before == 1
+        # A refused write is refused alone, and its thread gets the error.
+        with pytest.raises(IntegrityError):
+            db.write(_insert_on_thread(3, seen))
+        assert db.write(_insert_on_thread(10, seen)) == 10
+    finally:
+        hold.set()
+        runner.stop()
+    # Detached: a thread's write runs on that thread again.
+    assert db.write(_insert_on_thread(11, seen)) == 11
+    assert seen[-1] == threading.get_ident()
+    assert _values(db) == list(range(12))
+    db.close()
+
+
+def test_a_write_handed_to_a_loop_that_stops_is_run_by_its_own_thread(db: Database) -> None:
+    runner = _LoopThread(db)
+    seen: list[int] = []
+    # The loop stops without detaching (a crash of the app, say) with a write queued on it.
+    hold = threading.Event()
+    runner.loop.call_soon_threadsafe(hold.wait, 10)
+    with ThreadPoolExecutor(1) as pool:
+        result = pool.submit(db.write, _insert_on_thread(1, seen))
+        time.sleep(0.2)
+        runner.loop.call_soon_threadsafe(runner.loop.stop)
+        hold.set()
+        runner.thread.join(10)
+        assert result.result(10) == 1
+    assert _values(db) == [1]
+    # A closed loop takes nothing: the write runs here at once.
+    runner.loop.close()
+    assert db.write(_insert_on_thread(2, seen)) == 2
+    assert seen == [seen[0], threading.get_ident()]
+    assert _values(db) == [1, 2]
+    db.close()
+
+
+def test_a_write_that_finds_nothing_to_do_takes_no_writer(db: Database) -> None:
+    def drain(conn: Connection) -> int:
+        """A queue's step: read what is due, and write only if something is."""
+        due = [r[0] for r in conn.execute(text("SELECT v FROM t WHERE v < 0"))]
+        for v in due:
+            conn.execute(text("UPDATE t SET v = -v WHERE v = :v"), {"v": v})
+        return len(due)
+
+    db.write(_insert(5))  # type: ignore[arg-type]
+    before = db.write_batches
+    assert db.write_if_needed(drain) == 0
+    assert db.write_batches == before  # read, and nothing written
+    db.write(_insert(-2))  # type: ignore[arg-type]
+    db.write(_insert(-3))  # type: ignore[arg-type]
+    before = db.write_batches
+    assert db.write_if_needed(drain) == 2  # it tried to write: run again by the writer
+    assert db.write_batches == before + 1
+    assert _values(db) == [2, 3, 5]
+    # A named queue that just did work goes straight to the writer next time (it is likely
+    # busy still); once a run finds nothing, the next reads first again.
+    db.write(_insert(-7))  # type: ignore[arg-type]
+    before = db.write_batches
+    assert db.write_if_needed(drain, key="q") == 1
+    assert db.write_if_needed(drain, key="q") == 0  # straight to the writer: it was busy
+    assert db.write_if_needed(drain, key="q") == 0  # read only: the last run found nothing
+    assert db.write_batches == before + 2
+    assert _values(db) == [2, 3, 5, 7]
+    # The reader it used is writable again afterwards (query_only is per connection).
+    with db.read() as conn:
+        assert conn.execute(text("PRAGMA query_only")).scalar() == 0
+    # Its other errors are its own.
+    with pytest.raises(ZeroDivisionError):
+        db.write_if_needed(lambda conn: 1 // 0)
     db.close()
 
 

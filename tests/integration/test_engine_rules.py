@@ -1250,3 +1250,43 @@ def test_scheduler_tasks_close_due_work(eng: Engine) -> None:
     assert campaign_row(eng, camp)["ended_reason"] == "time"
     assert scheduler.run_once(eng.container, tasks) == dict.fromkeys(tasks, 0)
     assert eng.balance("provider_clearing") == 0
+
+
+def test_an_idle_scheduler_tick_takes_no_writer(tmp_path: Path) -> None:
+    """Once the work is done, a tick of the served scheduler -- its lease and every task, the
+    housekeeping ones included -- only reads: an idle server writes nothing (ADR 0015)."""
+    eng = Engine(tmp_path / "idle.db")
+    try:
+        sku = eng.add_sku()
+        camp = eng.add_campaign(sku, group_size=2, ends_at=T0 + timedelta(hours=2))
+        group, ids = place(eng, camp, sku, eng.add_customers(2))
+        eng.pay_and_deliver(ids[0])
+        eng.advance(hours=3)
+        sched = scheduler.Scheduler(eng.container)
+        before = eng.db.write_batches
+        done = sched.tick(now=0.0)
+        assert done is not None and done["expire_groups"] == 1
+        assert eng.group(group["id"])["status"] == "failed"
+        assert eng.db.write_batches > before  # real work takes the writer
+        # The queues that did work (the outbox's) take the writer once more, find it empty...
+        eng.advance(seconds=1)
+        assert sched.tick(now=3600.0) == dict.fromkeys(scheduler.TASKS, 0)
+        # ...and from then on a tick only reads (each turn past every housekeeping cadence).
+        for turn in range(2, 5):
+            eng.advance(seconds=1)
+            before = eng.db.write_batches
+            assert sched.tick(now=turn * 3600.0) == dict.fromkeys(scheduler.TASKS, 0)
+            assert eng.db.write_batches == before, f"turn {turn} wrote"
+        # The lease is renewed (written) once half of its time is gone, and only then.
+        eng.advance(seconds=scheduler.LEASE_TTL.total_seconds() / 2)
+        before = eng.db.write_batches
+        assert sched.tick(now=6 * 3600.0) is not None
+        assert eng.db.write_batches == before + 1
+        # Another process's live lease is read, not fought over.
+        other = scheduler.Scheduler(eng.container)
+        before = eng.db.write_batches
+        assert other.tick(now=7 * 3600.0) is None
+        assert eng.db.write_batches == before
+        eng.assert_reconciled()
+    finally:
+        eng.close()

@@ -154,7 +154,7 @@ class _Command:
     """A write and where its outcome goes: a thread's Future, or an asyncio future of the loop
     that flushes it (settled on that loop's own thread, no thread-safe hand-off)."""
 
-    __slots__ = ("fn", "future")
+    __slots__ = ("fn", "future", "taken")
 
     def __init__(
         self,
@@ -163,6 +163,7 @@ class _Command:
     ) -> None:
         self.fn = fn
         self.future: Future[Any] | asyncio.Future[Any] = future if future is not None else Future()
+        self.taken = False  # a handed-over write: queued on the loop, or run by its own thread
 
     def settle(self, ok: bool, value: Any) -> None:
         if self.future.done():  # an awaiting request was cancelled (client went away)
@@ -197,6 +198,13 @@ class Database:
         self._pending: list[_Command] = []
         self._flush_scheduled = False
         self._closed = False
+        # The served process's event loop, once attached: other threads' writes (the
+        # scheduler's, sync routes') are handed to it and join its group-commit batches.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._handover = threading.Lock()
+        self.write_batches = 0  # SQLite write transactions run by this process (diagnostics)
+        self._busy: dict[str, bool] = {}  # write_if_needed's queues whose last run did work
         # Several processes on one SQLite file (``tuan serve --workers N``): each takes this
         # file lock around its transaction, so that a waiting writer sleeps in the kernel and
         # wakes the moment the other is done, instead of SQLite's busy handler, which polls
@@ -230,11 +238,104 @@ class Database:
         if not self.is_sqlite:
             return self._write_pg(fn)
         cmd = _Command(fn)
+        loop = self._loop
+        if loop is not None and threading.get_ident() != self._loop_thread:
+            done = self._hand_over(loop, cmd)
+            if done is not None:
+                return done.result()  # type: ignore[no-any-return]
         with self._lock:
             if self._closed:
                 raise RuntimeError("database is closed")
             self._run_batch(self._writer_conn(), [cmd])
         return cmd.future.result()  # type: ignore[no-any-return]  # settled above, in this thread
+
+    def write_if_needed(self, fn: Callable[[Connection], T], key: str | None = None) -> T:
+        """:meth:`write` for a command that reads before it writes and may find nothing to do
+        (the scheduler's deadline queues, its lease): on SQLite ``fn`` first runs on a reader
+        with ``PRAGMA query_only``. If it finishes without writing, that is the answer and the
+        writer (its lock, the file lock, a commit) was never taken; at its first write it is
+        undone and run again by :meth:`write`. ``fn`` must have no effect outside the database.
+        An idle tick of the served scheduler thus writes nothing (ADR 0015).
+
+        ``key`` names a queue that is often busy (the outbox under load): while its last run
+        returned something true (work done), the next goes straight to the writer instead of
+        reading everything twice."""
+        if not self.is_sqlite:
+            return self.write(fn)
+        if key is None or not self._busy.get(key):
+            with self.engine.connect() as conn:
+                raw: Any = conn.connection.dbapi_connection
+                raw.execute("PRAGMA query_only=ON")
+                try:
+                    with conn.begin() as tx:
+                        result = fn(conn)
+                        tx.rollback()
+                    return result
+                except (sqlite3.OperationalError, OperationalError) as exc:
+                    if "readonly" not in str(exc):
+                        raise
+                finally:
+                    raw.execute("PRAGMA query_only=OFF")
+        result = self.write(fn)
+        if key is not None:
+            self._busy[key] = bool(result)
+        return result
+
+    # -- the loop that owns the writer ---------------------------------------------------------
+    def attach_loop(self) -> None:
+        """Call on the served process's event loop (the app's lifespan): from now on a write
+        from any other thread runs in that loop's next batch, on the loop's thread.
+
+        Why: a write on a thread of its own needs the GIL back from the busy loop after each
+        statement (up to ``sys.getswitchinterval()``, 5 ms, each time), and holds SQLite's
+        write lock, and the file lock other processes wait on (ADR 0011, 0013), all the while.
+        On the loop it is a few hundred microseconds of the batch (ADR 0015)."""
+        if self.is_sqlite:
+            self._loop_thread = threading.get_ident()
+            self._loop = asyncio.get_running_loop()
+
+    def detach_loop(self) -> None:
+        """Call on the loop before it stops: writes run on their own threads again, and any
+        handed over but not yet run are run now."""
+        self._loop = None
+        self._flush()
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop, cmd: _Command) -> Future[Any] | None:
+        """Queue ``cmd`` on ``loop``: its future, or None when the caller must run it itself
+        (the loop is closed, or stopped before running it)."""
+        try:
+            loop.call_soon_threadsafe(self._take, cmd)
+        except RuntimeError:  # the loop is closed
+            return None
+        future = cast(Future[Any], cmd.future)
+        while True:
+            try:
+                future.exception(timeout=1.0)
+                return future
+            except TimeoutError:
+                pass
+            if loop.is_running():
+                continue  # a long batch, or a busy loop: it will come to it
+            with self._handover:  # the loop stopped: take the write back unless it ran
+                if not cmd.taken:
+                    cmd.taken = True
+                    return None
+                if cmd in self._pending:
+                    self._pending.remove(cmd)
+                    return None
+
+    def _take(self, cmd: _Command) -> None:
+        """On the loop: a handed-over write into this turn's batch."""
+        with self._handover:
+            if cmd.taken:
+                return
+            cmd.taken = True
+            self._pending.append(cmd)
+        if self._loop is None:  # detached: the loop may stop at any time, run it now
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     async def write_async(self, fn: Callable[[Connection], T]) -> T:
         """On SQLite the commands that arrive in one turn of the event loop are committed
@@ -259,8 +360,11 @@ class Database:
     def _flush(self) -> None:
         self._flush_scheduled = False
         while self._pending:
-            batch = self._pending[: self.writer_batch]
-            del self._pending[: self.writer_batch]
+            with self._handover:
+                batch = self._pending[: self.writer_batch]
+                del self._pending[: self.writer_batch]
+            if not batch:
+                break
             with self._lock:
                 if self._closed:
                     for cmd in batch:
@@ -293,6 +397,7 @@ class Database:
         raise AssertionError("unreachable")
 
     def _run_batch(self, conn: Connection, batch: list[_Command]) -> None:
+        self.write_batches += 1
         lock = self._process_lock()
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -513,41 +618,44 @@ class Prepared:
 
     def __call__(self, conn: Connection, params: Any = None) -> _Rows:
         raw: Any = conn.connection.dbapi_connection
-        sqlite = conn.dialect.name == "sqlite"
-        if isinstance(params, list):
-            batch = [self._bind(p, sqlite) for p in params] if self.converts else params
-            cur = raw.cursor()
-            cur.executemany(self.sql if sqlite else self.sql_pg, batch)
-            count = cur.rowcount
-            cur.close()
-            return _Rows(_NO_ROWS, count)
-        if params is None:
-            params = {}
-        elif self.converts:
-            params = self._bind(params, sqlite)
-        if sqlite:  # the driver's own cursor; freed (and its statement reset) on return
-            cur = raw.execute(self.sql, params)
-        else:
-            cur = raw.cursor()
-            cur.execute(self.sql_pg, params)
-        description = cur.description
-        if description is None:
-            count = cur.rowcount
+        try:
+            sqlite = conn.dialect.name == "sqlite"
+            if isinstance(params, list):
+                batch = [self._bind(p, sqlite) for p in params] if self.converts else params
+                cur = raw.cursor()
+                cur.executemany(self.sql if sqlite else self.sql_pg, batch)
+                count = cur.rowcount
+                cur.close()
+                return _Rows(_NO_ROWS, count)
+            if params is None:
+                params = {}
+            elif self.converts:
+                params = self._bind(params, sqlite)
+            if sqlite:  # the driver's own cursor; freed (and its statement reset) on return
+                cur = raw.execute(self.sql, params)
+            else:
+                cur = raw.cursor()
+                cur.execute(self.sql_pg, params)
+            description = cur.description
+            if description is None:
+                count = cur.rowcount
+                if not sqlite:
+                    cur.close()
+                return _Rows(_NO_ROWS, count)
+            names = self._names
+            if names is None:
+                names = self._names = tuple(d[0] for d in description)
+                self._loads = tuple((n, k) for n, k in self.out.items() if n in names)
+            rows = [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
             if not sqlite:
                 cur.close()
-            return _Rows(_NO_ROWS, count)
-        names = self._names
-        if names is None:
-            names = self._names = tuple(d[0] for d in description)
-            self._loads = tuple((n, k) for n, k in self.out.items() if n in names)
-        rows = [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
-        if not sqlite:
-            cur.close()
-        if self._loads:
-            for row in rows:
-                for name, kind in self._loads:
-                    row[name] = _load(row[name], kind, sqlite)
-        return _Rows(rows, len(rows))
+            if self._loads:
+                for row in rows:
+                    for name, kind in self._loads:
+                        row[name] = _load(row[name], kind, sqlite)
+            return _Rows(rows, len(rows))
+        except conn.dialect.loaded_dbapi.Error as exc:  # wrapped as SQLAlchemy's execute would
+            raise _as_sqlalchemy(exc, self.sql, params, conn) from exc
 
     def _bind(self, params: dict[str, Any], sqlite: bool) -> dict[str, Any]:
         out = dict(params)
@@ -570,6 +678,15 @@ class Prepared:
 
 
 _last_time: tuple[datetime | None, str] = (None, "")  # the last UTC time bound, and its text
+
+
+def _as_sqlalchemy(exc: Exception, sql: str, params: Any, conn: Connection) -> Exception:
+    """A driver's error from a :class:`Prepared` statement, wrapped as SQLAlchemy's execute
+    path wraps it, so that callers catch one kind (``IntegrityError`` for a unique key,
+    ``OperationalError``...) and the writers retry what is retryable, whatever the path."""
+    return DBAPIError.instance(
+        sql, params, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+    )
 
 
 def _sqlite_time(value: datetime) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -62,13 +63,15 @@ def create_app(container: Container | None = None, *, scheduler: bool | None = N
                 c.commands = commands
         run_jobs = c.settings.scheduler_enabled if scheduler is None else scheduler
         sched = Scheduler(c) if run_jobs else None
+        c.db.attach_loop()  # other threads' writes join this loop's batches (ADR 0015)
         if sched is not None:
             sched.start()
         try:
             yield
         finally:
-            if sched is not None:
-                sched.stop()
+            if sched is not None:  # off the loop: its last writes are run by the loop
+                await asyncio.to_thread(sched.stop)
+            c.db.detach_loop()
             if owned:
                 c.close()
 

@@ -39,6 +39,19 @@ CADENCE_S: dict[str, float] = {
 
 
 def take_lease(conn: Connection, owner: str, now: datetime) -> bool:
+    """Whether ``owner`` holds the lease (taken or renewed when needed). It is renewed once
+    less than half of its time is left, and read, not written, otherwise: run through
+    ``Database.write_if_needed``, most ticks do not write."""
+    held = conn.execute(
+        select(scheduler_leases.c.owner, scheduler_leases.c.expires_at).where(
+            scheduler_leases.c.name == LEASE
+        )
+    ).first()
+    if held is not None:
+        if held.owner == owner and held.expires_at - now > LEASE_TTL / 2:
+            return True
+        if held.owner != owner and held.expires_at > now:
+            return False
     insert_ignore(
         conn, scheduler_leases, {"name": LEASE, "owner": owner, "expires_at": now - LEASE_TTL}
     )
@@ -129,12 +142,18 @@ class Scheduler:
             due[name] = task
         return due
 
+    def tick(self, now: float | None = None) -> dict[str, int] | None:
+        """One turn: the lease, then the due tasks (None: another process holds the lease).
+        A turn that finds nothing due only reads (ADR 0015)."""
+        if not self.c.db.write_if_needed(lambda conn: take_lease(conn, self.owner, self.c.clock())):
+            return None
+        return run_once(self.c, self.due_tasks(time.monotonic() if now is None else now))
+
     def _loop(self) -> None:
         interval = self.c.settings.scheduler_interval_s
         while not self._stop.is_set():
             try:
-                if self.c.db.write(lambda conn: take_lease(conn, self.owner, self.c.clock())):
-                    run_once(self.c, self.due_tasks(time.monotonic()))
+                self.tick()
             except Exception:
                 log.exception("scheduler tick failed")
             self._stop.wait(interval)

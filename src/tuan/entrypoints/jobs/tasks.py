@@ -1,5 +1,8 @@
 """The background tasks, each a thin wrapper over a service function, idempotent and batched.
 
+The ones that read their queue before writing run through ``Database.write_if_needed``: a tick
+that finds nothing due reads, and never takes the writer (ADR 0015).
+
 A task returns how many items it processed; the scheduler loops a task while it keeps finding
 full batches, so a backlog (after a crash, say) is worked off at once.
 """
@@ -25,27 +28,31 @@ Task = Callable[[Container, int], int]
 
 
 def advance_campaigns(c: Container, batch: int) -> int:
-    return c.db.write(lambda conn: groupbuy.advance_campaigns(conn, c.clock(), batch))
+    return c.db.write_if_needed(lambda conn: groupbuy.advance_campaigns(conn, c.clock(), batch))
 
 
 def expire_orders(c: Container, batch: int) -> int:
-    return c.db.write(lambda conn: groupbuy.expire_due_orders(conn, c.clock(), batch))
+    return c.db.write_if_needed(lambda conn: groupbuy.expire_due_orders(conn, c.clock(), batch))
 
 
 def expire_groups(c: Container, batch: int) -> int:
     """Close overdue groups set-based (see ``groupbuy.sweep``), a batch per transaction."""
-    return c.db.write(lambda conn: sweep.expire_due_groups_bulk(conn, c.clock(), batch))
+    return c.db.write_if_needed(lambda conn: sweep.expire_due_groups_bulk(conn, c.clock(), batch))
 
 
 def payment_reminders(c: Container, batch: int) -> int:
     before = timedelta(seconds=c.settings.payment_reminder_before_s)
-    return c.db.write(lambda conn: groupbuy.due_payment_reminders(conn, c.clock(), before, batch))
+    return c.db.write_if_needed(
+        lambda conn: groupbuy.due_payment_reminders(conn, c.clock(), before, batch)
+    )
 
 
 def presale_balances(c: Container, batch: int) -> int:
     """Presale (ADR 0009): tell customers whose balance window opened; cancel missed balances."""
-    told = c.db.write(lambda conn: groupbuy.due_balance_notices(conn, c.clock(), batch))
-    return told + c.db.write(lambda conn: groupbuy.expire_due_balances(conn, c.clock(), batch))
+    told = c.db.write_if_needed(lambda conn: groupbuy.due_balance_notices(conn, c.clock(), batch))
+    return told + c.db.write_if_needed(
+        lambda conn: groupbuy.expire_due_balances(conn, c.clock(), batch)
+    )
 
 
 def send_refunds(c: Container, batch: int) -> int:
@@ -81,10 +88,11 @@ def http_sender(timeout: float) -> Callable[[str, dict[str, str], bytes], int]:
 
 def dispatch_notifications(c: Container, batch: int) -> int:
     # A formed group fans out to about 2N+1 notifications: keep each transaction short.
-    return c.db.write(
+    return c.db.write_if_needed(
         lambda conn: notifications.dispatch_outbox(
             conn, c.clock(), min(batch, 100), zone=c.settings.timezone
-        )
+        ),
+        key="dispatch_notifications",
     )
 
 
@@ -103,7 +111,9 @@ def send_notifications(c: Container, batch: int) -> int:
 
 def project_outbox_events(c: Container, batch: int) -> int:
     """The engine's events (open, join, pay, refund) into the analytics inbox, own cursor."""
-    return c.db.write(lambda conn: event_store.project_outbox(conn, c.clock(), batch))
+    return c.db.write_if_needed(
+        lambda conn: event_store.project_outbox(conn, c.clock(), batch), key="project_outbox"
+    )
 
 
 def export_events(c: Container, batch: int) -> int:
@@ -147,7 +157,7 @@ def sync_budget_spend(c: Container, batch: int) -> int:
     if seen is not None and seen[0]() is c and timedelta(0) <= now - seen[1] < budget_sync_every:
         return 0
     _budget_synced[id(c)] = (weakref.ref(c), now)
-    return c.db.write(lambda conn: budget.sync_all(conn, now, c.settings.timezone))
+    return c.db.write_if_needed(lambda conn: budget.sync_all(conn, now, c.settings.timezone))
 
 
 def evaluate_risk_triggers(c: Container, batch: int) -> int:
@@ -157,7 +167,7 @@ def evaluate_risk_triggers(c: Container, batch: int) -> int:
     return _in_chunks(
         batch,
         50,
-        lambda n: c.db.write(
+        lambda n: c.db.write_if_needed(
             lambda conn: risks.evaluate_due(conn, c.clock(), n, zone=c.settings.timezone)
         ),
     )
@@ -167,7 +177,7 @@ def sync_campaign_sops(c: Container, batch: int) -> int:
     """The default SOP onto new campaigns; SOP tasks re-dated when a launch moves."""
 
     def step(n: int) -> int:
-        return c.db.write(lambda conn: projects.sync_campaign_sops(conn, c.clock(), n))
+        return c.db.write_if_needed(lambda conn: projects.sync_campaign_sops(conn, c.clock(), n))
 
     return _in_chunks(batch, 50, step)
 
@@ -175,7 +185,9 @@ def sync_campaign_sops(c: Container, batch: int) -> int:
 def project_task_notices(c: Container, batch: int) -> int:
     """Due-soon and overdue notices of project tasks (once per task, person and kind)."""
     return _in_chunks(
-        batch, 200, lambda n: c.db.write(lambda conn: projects.scan_due_tasks(conn, c.clock(), n))
+        batch,
+        200,
+        lambda n: c.db.write_if_needed(lambda conn: projects.scan_due_tasks(conn, c.clock(), n)),
     )
 
 
