@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 LEASE = "scheduler"
 LEASE_TTL = timedelta(seconds=10)
 # Tasks whose work is not a customer's deadline run at most this often (seconds) in the served
-# process; every other task runs at every tick. Each run is a write transaction even when it
-# finds nothing, and at 2 ticks a second these idle runs cost the join path measurable CPU.
-# ``run_once`` itself (tests, the demo) always runs every task it is given.
+# process; every other task runs at every tick. A run that finds nothing only reads
+# (``Database.write_if_needed``, ADR 0015), but its reads still cost the loop's GIL, and these
+# tasks' queries are the heavier ones. ``run_once`` itself (tests, the demo) always runs every
+# task it is given.
 CADENCE_S: dict[str, float] = {
     "sync_budget_spend": 10.0,
     "evaluate_risk_triggers": 5.0,
