@@ -563,11 +563,11 @@ def _take_place(
     }
     try:
         INSERT_ORDER(conn, order)
-    except IntegrityError as exc:  # a twin got there first: the unique indexes decide
-        text = str(exc.orig)  # PostgreSQL names the index, SQLite its columns
-        if "one_unpaid" in text or "orders.campaign_id, orders.customer_id" in text:
+    except IntegrityError as exc:  # a concurrent twin got there first (PostgreSQL)
+        text = str(exc.orig)
+        if "one_unpaid" in text:
             raise DomainError(UNPAID_ORDER_EXISTS) from exc
-        if "one_seat" in text or "orders.group_id, orders.customer_id" in text:
+        if "one_seat" in text:
             raise DomainError(ALREADY_IN_GROUP, group_id=gid) from exc
         raise
     record(
