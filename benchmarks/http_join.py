@@ -549,7 +549,7 @@ def run(
         )
         with srv:
             host, port = "127.0.0.1", srv.port
-            _wait_commands(srv.url, server_env or {}, workers)
+            commands = _wait_commands(srv.url, server_env or {}, workers)
             cpu0 = _server_cpu_s(srv.pid)
             hello_per_s, hello_errors, hello_n = asyncio.run(
                 _with_uvloop(
@@ -599,7 +599,11 @@ def run(
             "oversold": oversold,
             "paid_per_s": round(paid_per_s, 1),
         }
-        table = Table(title=f"HTTP join-and-pay · 参团+支付 ({workers} worker(s), SQLite)")
+        where = "a command process" if commands == "process" else "the server process"
+        table = Table(
+            title=f"HTTP join-and-pay · 参团+支付 ({workers} worker(s), SQLite; joins run in"
+            f" {where})"
+        )
         table.add_column("figure")
         table.add_column("value", justify="right")
         for k, v in (
@@ -626,6 +630,7 @@ def run(
             console.print(f"[red]error[/] {e}")
         result["errors"] = len(stats.errors)
         result["generator"] = "wrk" if wrk else "python"
+        result["commands"] = commands
         result["hello_cpu_us"] = round(hello_cpu_us)
         result["join_cpu_us"] = round(join_cpu_us)
         return result
@@ -633,19 +638,25 @@ def run(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _wait_commands(url: str, server_env: dict[str, str], workers: int) -> None:
-    """Until every worker's command process has started (ADR 0013): its start-up (imports,
-    its database) must not fall into the trivial endpoint's phase."""
-    on = TypeAdapter(bool).validate_python(server_env.get("TUAN_COMMAND_PROCESS", False))
-    want = "process" if on else "server"  # the setting read as Settings reads it
-    deadline, streak = time.monotonic() + 120, 0
+def _wait_commands(url: str, server_env: dict[str, str], workers: int) -> str:
+    """Until every worker's command process has started (ADR 0013, 0016): its start-up
+    (imports, its database) must not fall into the trivial endpoint's phase. Returns where the
+    joins run (``process`` or ``server``), which the server decides from its settings (by
+    default: a command process when the machine has a core to spare for it)."""
+    raw = server_env.get("TUAN_COMMAND_PROCESS", "auto")
+    auto = raw.strip().lower() == "auto"
+    want = None if auto else ("process" if TypeAdapter(bool).validate_python(raw) else "server")
+    deadline, streak, seen = time.monotonic() + 120, 0, None
     with httpx.Client(timeout=10) as client:
         while streak < 4 * workers:  # /ready is answered by any one worker
             if time.monotonic() > deadline:
-                raise SystemExit(f"the server's joins never ran in its {want}")
-            seen = client.get(url + "/api/v1/ready").json().get("commands")
-            streak = streak + 1 if seen == want else 0
+                raise SystemExit(f"the server's joins never settled (last seen: {seen})")
+            now = client.get(url + "/api/v1/ready").json().get("commands")
+            settled = now != "starting" and (want is None or now == want)
+            streak = streak + 1 if settled and now == seen else int(settled)
+            seen = now
             time.sleep(0.05)
+    return str(seen)
 
 
 def _start_pyspy(pid: int, out: str, seconds: float, workers: int) -> subprocess.Popen[bytes]:

@@ -5,8 +5,9 @@ join-and-pay request's HTTP work (parsing, validation, sending the answer) and i
 transaction (about 20 statements, two thirds of its CPU) take turns on one core. With a command
 process, each served process hands the transaction to a child of its own. The child runs it
 with the same group commit (:meth:`Database.write_async`) on the machine's other core, while the
-server's event loop goes on with the next requests (ADR 0013). It is opt-in
-(``TUAN_COMMAND_PROCESS=true``): on the 2-core machine it has not yet shown a steady gain.
+server's event loop goes on with the next requests (ADR 0013). It is on by default where the
+machine has a core to spare for it (``TUAN_COMMAND_PROCESS=auto``: more usable CPUs than served
+processes, ADR 0016); ``true`` / ``false`` force it.
 
 What is handed over is a *command*: a module-level function ``fn(c, conn, *args)`` with
 picklable arguments. The child runs ``fn`` with its own :class:`~tuan.bootstrap.Container`,
@@ -115,6 +116,16 @@ class CommandClient:
     def remote(self) -> bool:
         """Whether commands are being handed to the child (it is up and ready)."""
         return self.frames is not None and self.live
+
+    @property
+    def state(self) -> str:
+        """``process`` (commands go to the child), ``starting`` (not ready yet: they run
+        here meanwhile) or ``server`` (it failed, exited or was closed: they run here)."""
+        if self.remote:
+            return "process"
+        if self.frames is not None and self.ready is not None and not self.ready.done():
+            return "starting"
+        return "server"
 
     async def start(self) -> bool:
         """Start the child; it takes the commands once it has told it is ready (imported,

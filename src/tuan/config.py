@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -54,17 +55,32 @@ class Settings(BaseSettings):
         description="SQLite file: who copies the WAL back into the database -- a thread of "
         "its own (background) or the writer inside a commit, SQLite's default (inline).",
     )
-    command_process: bool = Field(
-        default=False,
+    command_process: bool | Literal["auto"] = Field(
+        default="auto",
         description="SQLite file: each served process runs the join's write transaction in a "
-        "command process of its own, on another core (ADR 0013: opt-in, no measured gain on "
-        "the 2-core machine yet); false: in the server process.",
+        "command process of its own, on another core (ADR 0013, 0016). auto: when the machine "
+        "has a core to spare for it (more usable CPUs than served processes); true: always; "
+        "false: in the server process.",
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="How many processes serve the API: set by `tuan serve --workers N` for "
+        "its workers (command_process=auto reads it).",
     )
     log_level: str = "info"
     analytics_dir: Path | None = Field(
         default=None,
         description="The Parquet event store; default: analytics/ beside the SQLite file.",
     )
+
+    @field_validator("command_process", mode="before")
+    @classmethod
+    def _auto_any_case(cls, value: object) -> object:
+        """``AUTO`` too, and empty means the default (booleans pydantic reads in any case)."""
+        if isinstance(value, str) and value.strip().lower() in ("auto", ""):
+            return "auto"
+        return value
 
     @field_validator("analytics_dir", mode="before")
     @classmethod
@@ -89,11 +105,30 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    def wants_command_process(self, cpus: int | None = None) -> bool:
+        """Whether a served process should hand its joins to a command process: as set, or,
+        with ``auto``, when the machine has more usable CPUs (``cpus``; by default the ones
+        this process may run on) than there are served processes -- the child then has a
+        core of its own. Where it is not a SQLite file, the app does not start one anyway."""
+        if self.command_process != "auto":
+            return self.command_process
+        if cpus is None:
+            cpus = usable_cpus()
+        return cpus > self.workers
+
     def sqlite_path(self) -> Path | None:
         if not self.is_sqlite:
             return None
         raw = self.database_url.split("///", 1)[1] if "///" in self.database_url else ""
         return Path(raw) if raw and raw != ":memory:" else None
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask; ``os.cpu_count`` elsewhere)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @lru_cache(maxsize=1)

@@ -70,6 +70,19 @@ def reconcile(db_url: str) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
+def commands_in(url: str, where: str, timeout: float = 60, log: str = "") -> None:
+    """Wait until the server's ``/api/v1/ready`` says its joins run in ``where``: ``process``
+    (its command process, ADR 0013) or ``server`` (itself)."""
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = httpx.get(url + "/api/v1/ready", timeout=10).json().get("commands")
+        if seen == where:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"commands run in {seen!r}, not {where!r}: {log}")
+
+
 class TuanServer:
     def __init__(
         self,

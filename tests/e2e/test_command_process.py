@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.server import Api, TuanServer, operator_token, reconcile
+from tests.e2e.server import Api, TuanServer, commands_in, operator_token, reconcile
+from tuan.config import usable_cpus
 
 JOIN = "/api/v1/groups/join"
 
@@ -40,15 +41,7 @@ def _children(pid: int) -> list[int]:
 
 
 def _commands_in(srv: TuanServer, where: str, timeout: float = 60) -> None:
-    """Wait until ``/api/v1/ready`` says the joins run in ``where`` ("process" or "server")."""
-    deadline = time.monotonic() + timeout
-    seen = None
-    while time.monotonic() < deadline:
-        seen = httpx.get(srv.url + "/api/v1/ready").json().get("commands")
-        if seen == where:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"commands run in {seen!r}, not {where!r}: {srv.log()}")
+    commands_in(srv.url, where, timeout, srv.log())
 
 
 class Shop:
@@ -192,3 +185,40 @@ def test_joins_in_flight_when_the_child_dies_are_run_by_the_server(
     assert sku["reserved"] == 6  # the leader and five members: nothing lost, nothing twice
     rc, out = reconcile(db_url)
     assert rc == 0, out
+
+
+def _command_processes_under(pid: int) -> list[int]:
+    """The command processes started by server ``pid`` or by its worker processes."""
+    workers = [
+        int(stat.parent.name) for stat in Path("/proc").glob("[0-9]*/stat") if _ppid(stat) == pid
+    ]
+    return [child for p in (pid, *workers) for child in _children(p)]
+
+
+def _ppid(stat: Path) -> int | None:
+    try:
+        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def test_by_default_one_worker_hands_its_joins_to_a_spare_core(tmp_path: Path) -> None:
+    """No TUAN_COMMAND_PROCESS (auto, ADR 0016): one worker on a machine with more than one
+    usable CPU runs its joins in a command process; on one CPU, in itself."""
+    db_url = f"sqlite:///{tmp_path / 'shop.db'}"
+    spare = usable_cpus() > 1
+    with TuanServer(db_url, log_path=tmp_path / "serve.log") as srv:
+        _commands_in(srv, "process" if spare else "server")
+        assert len(_children(srv.pid)) == (1 if spare else 0)
+        shop = Shop(srv, operator_token(db_url), customers=1)
+        assert shop.join(shop.customers[0], "auto-1").status_code == 201
+    assert reconcile(db_url)[0] == 0
+
+
+def test_by_default_workers_that_take_every_core_start_none(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'shop.db'}"
+    workers = max(2, usable_cpus())
+    with TuanServer(db_url, workers=workers, log_path=tmp_path / "serve.log") as srv:
+        for _ in range(4 * workers):  # /ready is answered by any one of them
+            _commands_in(srv, "server", timeout=5)
+        assert _command_processes_under(srv.pid) == []

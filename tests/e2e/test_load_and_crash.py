@@ -26,7 +26,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.e2e.server import Api, TuanServer, operator_token, reconcile
+from tests.e2e.server import Api, TuanServer, commands_in, operator_token, reconcile
 
 pytestmark = pytest.mark.slow
 
@@ -313,14 +313,27 @@ def _sqlite_counts(path: Path) -> dict[str, int]:
     }
 
 
-def test_crash_mid_load_then_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("workers", "env"),
+    [(3, {}), (1, {"TUAN_COMMAND_PROCESS": "true"})],
+    ids=["3-workers", "1-worker-with-its-command-process"],
+)
+def test_crash_mid_load_then_restart(tmp_path: Path, workers: int, env: dict[str, str]) -> None:
+    """With the default settings (three workers: on this 2-core machine, no command process),
+    and with one worker whose joins run in its command process (the default for one worker
+    on a machine with a core to spare, ADR 0016): SIGKILL takes the whole process group."""
     db = tmp_path / "crash.db"
     db_url = f"sqlite:///{db}"
     srv = TuanServer(
-        db_url, workers=3, env={"TUAN_SCHEDULER_INTERVAL_S": "0.2"}, log_path=tmp_path / "s.log"
+        db_url,
+        workers=workers,
+        env={"TUAN_SCHEDULER_INTERVAL_S": "0.2", **env},
+        log_path=tmp_path / "s.log",
     )
     srv.start()
     try:
+        if env:  # the load must meet the command process, not the server before it is ready
+            commands_in(srv.url, "process", log=srv.log())
         token = operator_token(db_url)
         # Every deadline falls while the server is dead: groups close with the campaign (its end
         # caps their deadline), payments are due 10 s after each order.

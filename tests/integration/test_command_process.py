@@ -78,9 +78,11 @@ def test_commands_run_in_the_child_and_answer_in_order(container: Container) -> 
     async def go() -> None:
         client = CommandClient(container)
         try:
+            assert client.state == "server"  # not started
             assert await client.start()
+            assert client.state == "starting"  # what /api/v1/ready reports meanwhile
             assert await client.wait_ready()
-            assert client.remote
+            assert client.remote and client.state == "process"
             answers = await asyncio.gather(*(client.run(where, i) for i in range(200)))
             pids = {pid for pid, _, _ in answers}
             assert client.proc is not None and pids == {client.proc.pid}
@@ -100,7 +102,7 @@ def test_commands_run_in_the_child_and_answer_in_order(container: Container) -> 
         finally:
             client.close()
         assert client.proc is not None and client.proc.returncode == 0  # it exits when closed
-        assert not client.remote
+        assert not client.remote and client.state == "server"
         pid, _, _ = await client.run(where, 7)  # after close: run here
         assert pid == os.getpid()
 
@@ -116,7 +118,7 @@ def test_a_child_that_is_never_ready_leaves_the_commands_here(
         client = CommandClient(container)
         assert await client.start()  # started, but it will never be ready
         assert not await client.wait_ready(timeout=30)
-        assert not client.remote
+        assert not client.remote and client.state == "server"  # gone, not starting
         pid, x, _ = await client.run(where, 3)
         assert (pid, x) == (os.getpid(), 3)
 

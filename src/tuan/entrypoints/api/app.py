@@ -54,8 +54,9 @@ def create_app(container: Container | None = None, *, scheduler: bool | None = N
         if owned:  # a served process: everything imported and built by now stays put
             gc.freeze()  # long-lived startup objects leave the collector's generations
             gc.set_threshold(20_000, 20, 20)  # fewer young collections on the request path
-        if owned and c.settings.command_process and c.db.sqlite_file is not None:
-            # Opt-in: the join's write transaction on the machine's other core (ADR 0013).
+        if owned and c.db.sqlite_file is not None and c.settings.wants_command_process():
+            # The join's write transaction on a core of its own (ADR 0013; by default when the
+            # machine has one to spare, ADR 0016).
             from tuan.command_process import CommandClient
 
             commands = CommandClient(c)

@@ -96,6 +96,7 @@ def serve(
     import uvicorn
 
     os.environ.setdefault("TUAN_PUBLIC_URL", f"http://{_client_host(host)}:{port}")
+    os.environ["TUAN_WORKERS"] = str(workers)  # the workers' settings (command_process=auto)
     if migrate:
         upgrade_database()
     uvicorn.run(

@@ -27,8 +27,9 @@ async def health() -> Any:
 def ready(c: ContainerDep) -> Any:
     with c.db.read() as conn:
         conn.exec_driver_sql("SELECT 1")
-    # Where this process's join transactions run: its command process (ADR 0013) or itself.
-    commands = "process" if c.commands is not None and c.commands.remote else "server"
+    # Where this process's join transactions run: its command process (ADR 0013, 0016), or
+    # itself -- for good, or until the command process has started.
+    commands = "server" if c.commands is None else c.commands.state
     return {"status": "ready", "commands": commands}
 
 
