@@ -4,7 +4,7 @@ The HTTP benchmark (``benchmarks.http_join``) runs a real server beside a load g
 machine shared with other work, so its wall-clock figures vary by 2x between runs of the same
 code. This driver takes the noise out: it builds the same business as the HTTP benchmark, starts
 the app exactly as ``tuan serve`` does (the factory and its lifespan: the container from the
-environment, ``gc.freeze``; the scheduler off), and sends ``POST /api/v1/groups/join`` with
+environment, ``gc.freeze``; the scheduler and the command process off), and sends ``POST /api/v1/groups/join`` with
 ``pay: {}`` straight into the ASGI app from 64 concurrent tasks on uvloop, as 64 keep-alive
 connections would. Every answer must be a 201.
 
@@ -167,6 +167,9 @@ def drive(
     shutil.copyfile(where / "template.db", db)
     os.environ["TUAN_DATABASE_URL"] = f"sqlite:///{db}"
     os.environ["TUAN_SCHEDULER_ENABLED"] = "false"
+    # The whole join in this process (ADR 0016 would hand it to a command process on a
+    # machine with a spare core, and this process's CPU would then leave the command out).
+    os.environ["TUAN_COMMAND_PROCESS"] = "false"
     os.environ["TUAN_ANALYTICS_DIR"] = str(where / f"analytics-{os.getpid()}")
     import uvloop
 

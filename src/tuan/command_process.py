@@ -10,7 +10,9 @@ machine has a core to spare for it (``TUAN_COMMAND_PROCESS=auto``: more usable C
 processes, ADR 0016); ``true`` / ``false`` force it.
 
 What is handed over is a *command*: a module-level function ``fn(c, conn, *args)`` with
-picklable arguments. The child runs ``fn`` with its own :class:`~tuan.bootstrap.Container`,
+picklable arguments. A command may keep hot counters in its batch's memory
+(:class:`~tuan.shared.db.Counters`, ADR 0017): it reads and writes the counter rows it keeps
+only through them. The child runs ``fn`` with its own :class:`~tuan.bootstrap.Container`,
 built from the same ``TUAN_*`` settings, inside a write transaction. It sends back the result,
 or the exception raised. A :class:`DomainError` comes back as itself, so the client gets the
 same problem document. ``deps.run_command`` is the one call site. Without a command process
@@ -239,7 +241,7 @@ class CommandClient:
 
 async def run_here(c: Container, fn: Command, *args: Any) -> Any:
     """``fn(c, conn, *args)`` in a write transaction on this process's own writer."""
-    return await c.db.write_async(lambda conn: fn(c, conn, *args))
+    return await c.db.write_async(lambda conn: fn(c, conn, *args), counters=True)
 
 
 def _settle(future: asyncio.Future[Any], task: asyncio.Future[Any]) -> None:
@@ -273,7 +275,7 @@ def serve(fd: int) -> None:
         ident, fn, args = frame
         # Straight into the writer's batch (no task per command): the frames of one read are
         # committed together, and each answer is sent when its batch is settled.
-        done = c.db.submit(lambda conn: fn(c, conn, *args))
+        done = c.db.submit(lambda conn: fn(c, conn, *args), counters=True)
         done.add_done_callback(functools.partial(_reply, frames, ident))
 
     def on_lost() -> None:

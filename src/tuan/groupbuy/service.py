@@ -34,9 +34,12 @@ from tuan.groupbuy.errors import (
     UNPAID_ORDER_EXISTS,
 )
 from tuan.groupbuy.store import (
+    CAP_ROW,
     GROUP_PAID,
     ITEM_BY_SKU,
     JOIN_READ,
+    SEAT_ROW,
+    STOCK_ROW,
     TAKE_CAP,
     TAKE_SEAT,
     TAKE_STOCK,
@@ -49,6 +52,7 @@ from tuan.groupbuy.store import (
 )
 from tuan.orders.store import INSERT_ORDER, orders
 from tuan.shared import events as ev
+from tuan.shared.db import Counters, batch_counters
 from tuan.shared.errors import NOT_FOUND, DomainError
 from tuan.shared.ids import invite_code, new_id
 from tuan.shared.outbox import record
@@ -485,9 +489,16 @@ def _take_place(
     pickup_point_id: str | None,
 ) -> dict[str, Any]:
     gid = group["id"]
+    # In a batch of joins on SQLite, the seat, cap and stock counters are kept in the writer's
+    # memory and written once per batch (ADR 0017); the checks are the UPDATEs' own.
+    counters = batch_counters(conn)
     # 1. A seat in the group.
-    seat = TAKE_SEAT(conn, {"id": gid, "now": now}).first()
-    if seat is None:
+    if counters is None:
+        seat = TAKE_SEAT(conn, {"id": gid, "now": now}).first()
+        seats_taken = None if seat is None else int(seat.seats_taken)
+    else:
+        seats_taken = _take_seat_kept(conn, counters, gid, now)
+    if seats_taken is None:
         latest = _group(conn, gid)
         if latest["status"] not in model.JOINABLE_GROUP_STATES:
             reason = latest["status"]
@@ -513,12 +524,22 @@ def _take_place(
         raise DomainError(PURCHASE_LIMIT, limit=limit)
 
     # 3. The campaign's own cap for this SKU.
-    if not TAKE_CAP(conn, {"id": item["id"], "quantity": quantity}).rowcount:
+    if counters is None:
+        capped = not TAKE_CAP(conn, {"id": item["id"], "quantity": quantity}).rowcount
+    else:
+        capped = not _take_cap_kept(conn, counters, item["id"], quantity)
+    if capped:
         raise DomainError(CAMPAIGN_CAP_REACHED, sku_id=item["sku_id"])
 
     # 4. Stock: keep the warning level as a buffer when the campaign closes itself there.
     floor = int(item["warning_level"]) if campaign["auto_close_at_warning"] else 0
-    stock = TAKE_STOCK(conn, {"id": item["sku_id"], "quantity": quantity, "floor": floor}).first()
+    if counters is None:
+        stock_row = TAKE_STOCK(
+            conn, {"id": item["sku_id"], "quantity": quantity, "floor": floor}
+        ).first()
+        stock = None if stock_row is None else stock_row._mapping
+    else:
+        stock = _take_stock_kept(conn, counters, item["sku_id"], quantity, floor)
     if stock is None:
         raise DomainError(OUT_OF_STOCK, sku_id=item["sku_id"], quantity=quantity)
 
@@ -584,20 +605,68 @@ def _take_place(
         ),
         now,
     )
-    if stock.on_hand - stock.reserved <= max(stock.warning_level, floor):
-        _after_stock_taken(conn, campaign, item["sku_id"], floor, now)
-    group["seats_taken"] = seat.seats_taken
+    if stock["on_hand"] - stock["reserved"] <= max(stock["warning_level"], floor):
+        _after_stock_taken(conn, campaign, item["sku_id"], floor, now, counters)
+    group["seats_taken"] = seats_taken
     return order
 
 
+def _take_seat_kept(conn: Connection, counters: Counters, gid: str, now: datetime) -> int | None:
+    """TAKE_SEAT on the batch's kept row: the seats taken after this one, or ``None``."""
+    row = counters.row(conn, "buy_groups", gid, SEAT_ROW)
+    if (
+        row is None
+        or row["status"] not in model.JOINABLE_GROUP_STATES
+        or row["seats_taken"] >= row["capacity"]
+        or row["deadline_at"] <= now
+    ):
+        return None
+    counters.add("buy_groups", gid, "seats_taken", 1)
+    return int(row["seats_taken"])
+
+
+def _take_cap_kept(conn: Connection, counters: Counters, item_id: str, quantity: int) -> bool:
+    """TAKE_CAP on the batch's kept row."""
+    row = counters.row(conn, "campaign_items", item_id, CAP_ROW)
+    if row is None or (row["stock_cap"] is not None and row["taken"] + quantity > row["stock_cap"]):
+        return False
+    counters.add("campaign_items", item_id, "taken", quantity)
+    return True
+
+
+def _take_stock_kept(
+    conn: Connection, counters: Counters, sku_id: str, quantity: int, floor: int
+) -> dict[str, Any] | None:
+    """TAKE_STOCK on the batch's kept row: the row after the reservation, or ``None``."""
+    row = counters.row(conn, "skus", sku_id, STOCK_ROW)
+    if row is None or row["on_hand"] - row["reserved"] - quantity < floor:
+        return None
+    counters.add("skus", sku_id, "reserved", quantity)
+    return row
+
+
 def _after_stock_taken(
-    conn: Connection, campaign: dict[str, Any], sku_id: str, floor: int, now: datetime
+    conn: Connection,
+    campaign: dict[str, Any],
+    sku_id: str,
+    floor: int,
+    now: datetime,
+    counters: Counters | None = None,
 ) -> None:
-    row = conn.execute(
-        select(skus.c.on_hand, skus.c.reserved, skus.c.warning_level).where(skus.c.id == sku_id)
-    ).one()
-    available = row.on_hand - row.reserved
-    if available <= row.warning_level:
+    def stock_of(sku: str, row: Any) -> tuple[int, int, int]:
+        """(on hand, reserved, warning level), as this batch sees them."""
+        kept = None if counters is None else counters.kept("skus", sku)
+        r = row._mapping if kept is None else kept
+        return int(r["on_hand"]), int(r["reserved"]), int(r["warning_level"])
+
+    on_hand, reserved, warning_level = stock_of(
+        sku_id,
+        conn.execute(
+            select(skus.c.on_hand, skus.c.reserved, skus.c.warning_level).where(skus.c.id == sku_id)
+        ).one(),
+    )
+    available = on_hand - reserved
+    if available <= warning_level:
         record(
             conn,
             ev.DomainEvent(
@@ -605,7 +674,7 @@ def _after_stock_taken(
                 sku_id,
                 {
                     "available": available,
-                    "warning_level": row.warning_level,
+                    "warning_level": warning_level,
                     "campaign_id": campaign["id"],
                 },
             ),
@@ -614,12 +683,15 @@ def _after_stock_taken(
     if not campaign["auto_close_at_warning"] or available > floor:
         return
     # This SKU can sell no more here; end the campaign when none of its SKUs can.
-    items = conn.execute(
-        select(skus.c.on_hand, skus.c.reserved, skus.c.warning_level)
-        .select_from(campaign_items.join(skus, skus.c.id == campaign_items.c.sku_id))
-        .where(campaign_items.c.campaign_id == campaign["id"])
-    ).all()
-    if all(r.on_hand - r.reserved <= r.warning_level for r in items):
+    items = [
+        stock_of(r.id, r)
+        for r in conn.execute(
+            select(skus.c.id, skus.c.on_hand, skus.c.reserved, skus.c.warning_level)
+            .select_from(campaign_items.join(skus, skus.c.id == campaign_items.c.sku_id))
+            .where(campaign_items.c.campaign_id == campaign["id"])
+        )
+    ]
+    if all(hand - held <= warning for hand, held, warning in items):
         reason = "stock_warning" if floor > 0 else "sold_out"
         if conn.execute(
             update(campaigns)

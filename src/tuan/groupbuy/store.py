@@ -256,6 +256,14 @@ TAKE_STOCK = stmt(
     " WHERE id = :id AND on_hand - reserved - :quantity >= :floor"
     " RETURNING on_hand, reserved, warning_level"
 )
+# The same three counters read once per group-commit batch, then kept in the writer's memory
+# (shared.db.Counters, ADR 0017): what TAKE_SEAT, TAKE_CAP and TAKE_STOCK check, by id.
+SEAT_ROW = stmt(
+    "SELECT status, capacity, seats_taken, deadline_at FROM buy_groups WHERE id = :id",
+    col__deadline_at=UTCDateTime(),
+)
+CAP_ROW = stmt("SELECT stock_cap, taken FROM campaign_items WHERE id = :id")
+STOCK_ROW = stmt("SELECT on_hand, reserved, warning_level FROM skus WHERE id = :id")
 GROUP_PAID = stmt(
     "UPDATE buy_groups SET paid_members = paid_members + 1, paid_units = paid_units + :quantity"
     " WHERE id = :id"
