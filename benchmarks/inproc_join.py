@@ -4,9 +4,9 @@ The HTTP benchmark (``benchmarks.http_join``) runs a real server beside a load g
 machine shared with other work, so its wall-clock figures vary by 2x between runs of the same
 code. This driver takes the noise out: it builds the same business as the HTTP benchmark, starts
 the app exactly as ``tuan serve`` does (the factory and its lifespan: the container from the
-environment, ``gc.freeze``; the scheduler and the command process off), and sends ``POST /api/v1/groups/join`` with
-``pay: {}`` straight into the ASGI app from 64 concurrent tasks on uvloop, as 64 keep-alive
-connections would. Every answer must be a 201.
+environment, ``gc.freeze``; the scheduler and the command process off), and sends
+``POST /api/v1/groups/join`` with ``pay: {}`` straight into the ASGI app from 64 concurrent
+tasks on uvloop, as 64 keep-alive connections would. Every answer must be a 201.
 
     python -m benchmarks.inproc_join prepare DIR [--customers N]
     python -m benchmarks.inproc_join drive DIR --joins N [--warmup W] [--project] [--profile F]
