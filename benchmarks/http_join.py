@@ -45,7 +45,6 @@ from urllib.parse import urlsplit
 import httptools
 import httpx
 import orjson
-from pydantic import TypeAdapter
 from rich.console import Console
 from rich.table import Table
 from tests.e2e.server import Api, TuanServer, operator_token, tuan
@@ -643,9 +642,12 @@ def _wait_commands(url: str, server_env: dict[str, str], workers: int) -> str:
     (imports, its database) must not fall into the trivial endpoint's phase. Returns where the
     joins run (``process`` or ``server``), which the server decides from its settings (by
     default: a command process when the machine has a core to spare for it)."""
-    raw = server_env.get("TUAN_COMMAND_PROCESS", "auto")
-    auto = raw.strip().lower() == "auto"
-    want = None if auto else ("process" if TypeAdapter(bool).validate_python(raw) else "server")
+    from tuan.config import Settings
+
+    setting = Settings(  # read as the server reads it
+        _env_file=None, command_process=server_env.get("TUAN_COMMAND_PROCESS", "auto")
+    ).command_process
+    want = None if setting == "auto" else ("process" if setting else "server")
     deadline, streak, seen = time.monotonic() + 120, 0, None
     with httpx.Client(timeout=10) as client:
         while streak < 4 * workers:  # /ready is answered by any one worker

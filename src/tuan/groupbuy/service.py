@@ -606,7 +606,7 @@ def _take_place(
         now,
     )
     if stock["on_hand"] - stock["reserved"] <= max(stock["warning_level"], floor):
-        _after_stock_taken(conn, campaign, item["sku_id"], floor, now, counters)
+        _after_stock_taken(conn, campaign, item["sku_id"], stock, floor, now, counters)
     group["seats_taken"] = seats_taken
     return order
 
@@ -649,21 +649,24 @@ def _after_stock_taken(
     conn: Connection,
     campaign: dict[str, Any],
     sku_id: str,
+    stock: dict[str, Any],
     floor: int,
     now: datetime,
     counters: Counters | None = None,
 ) -> None:
+    """``stock``: the SKU's row just after this order's reservation (what TAKE_STOCK returned,
+    or the batch's kept row)."""
+
     def stock_of(sku: str, row: Any) -> tuple[int, int, int]:
         """(on hand, reserved, warning level), as this batch sees them."""
         kept = None if counters is None else counters.kept("skus", sku)
         r = row._mapping if kept is None else kept
         return int(r["on_hand"]), int(r["reserved"]), int(r["warning_level"])
 
-    on_hand, reserved, warning_level = stock_of(
-        sku_id,
-        conn.execute(
-            select(skus.c.on_hand, skus.c.reserved, skus.c.warning_level).where(skus.c.id == sku_id)
-        ).one(),
+    on_hand, reserved, warning_level = (
+        int(stock["on_hand"]),
+        int(stock["reserved"]),
+        int(stock["warning_level"]),
     )
     available = on_hand - reserved
     if available <= warning_level:

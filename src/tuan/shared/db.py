@@ -198,11 +198,11 @@ class Counters:
     transaction otherwise discards the whole object (the batch builds a new one each attempt).
     """
 
-    __slots__ = ("_deltas", "_rows", "_undo")
+    __slots__ = ("_rows", "_undo")
 
     def __init__(self) -> None:
         self._rows: dict[tuple[str, Any], dict[str, Any]] = {}
-        self._deltas: dict[tuple[str, Any], dict[str, int]] = {}
+        # Every add since the last flush: the undo log, and what the flush writes.
         self._undo: list[tuple[tuple[str, Any], str, int]] = []
 
     def row(self, conn: Connection, table: str, key: Any, load: Prepared) -> dict[str, Any] | None:
@@ -225,8 +225,6 @@ class Counters:
         """Add ``n`` to a loaded row's ``column``, to be written at the next flush."""
         k = (table, key)
         self._rows[k][column] += n
-        deltas = self._deltas.setdefault(k, {})
-        deltas[column] = deltas.get(column, 0) + n
         self._undo.append((k, column, n))
 
     def mark(self) -> int:
@@ -238,24 +236,27 @@ class Counters:
         while len(undo) > mark:
             k, column, n = undo.pop()
             self._rows[k][column] -= n
-            self._deltas[k][column] -= n
 
     @property
-    def dirty(self) -> bool:
+    def loaded(self) -> bool:
+        """Whether it holds rows (to be written out, or forgotten, before a plain command)."""
         return bool(self._rows)
 
     def flush(self, conn: Connection) -> None:
         """Write every changed row once, then forget them all (the next command that wants
         one reads it again)."""
+        deltas: dict[tuple[str, Any], dict[str, int]] = {}
+        for k, column, n in self._undo:
+            row_deltas = deltas.setdefault(k, {})
+            row_deltas[column] = row_deltas.get(column, 0) + n
         raw: Any = conn.connection.dbapi_connection
-        for (table, key), deltas in self._deltas.items():
-            changed = [(c, d) for c, d in deltas.items() if d]
+        for (table, key), row_deltas in deltas.items():
+            changed = [(c, d) for c, d in row_deltas.items() if d]
             if changed:
                 sets = ", ".join(f"{c} = {c} + ?" for c, _ in changed)  # code's own names
                 values = (*(d for _, d in changed), key)
                 raw.execute(f"UPDATE {table} SET {sets} WHERE id = ?", values)
         self._rows.clear()
-        self._deltas.clear()
         self._undo.clear()
 
 
@@ -538,7 +539,7 @@ class Database:
                         if counters is not None:
                             if cmd.counters:
                                 conn.info[COUNTERS_KEY] = counters
-                            elif counters.dirty:  # it may read or write those rows itself
+                            elif counters.loaded:  # it may read or write those rows itself
                                 counters.flush(conn)
                         mark = 0 if counters is None else counters.mark()
                         # A savepoint per command, issued on the driver: SQLAlchemy's nested
