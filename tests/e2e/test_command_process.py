@@ -34,8 +34,8 @@ from tuan.config import usable_cpus
 JOIN = "/api/v1/groups/join"
 
 
-def _children(pid: int) -> list[int]:
-    """The command processes started by server process ``pid``."""
+def _children_of(pid: int) -> list[tuple[int, bytes]]:
+    """(pid, command line) of every process whose parent is ``pid``."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -43,9 +43,14 @@ def _children(pid: int) -> list[int]:
             cmdline = (stat.parent / "cmdline").read_bytes()
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == pid and b"tuan.command_process" in cmdline:
-            found.append(int(stat.parent.name))
+        if ppid == pid:
+            found.append((int(stat.parent.name), cmdline))
     return found
+
+
+def _children(pid: int) -> list[int]:
+    """The command processes started by server process ``pid``."""
+    return [child for child, cmdline in _children_of(pid) if b"tuan.command_process" in cmdline]
 
 
 def _commands_in(srv: TuanServer, where: str, timeout: float = 60) -> None:
@@ -197,17 +202,8 @@ def test_joins_in_flight_when_the_child_dies_are_run_by_the_server(
 
 def _command_processes_under(pid: int) -> list[int]:
     """The command processes started by server ``pid`` or by its worker processes."""
-    workers = [
-        int(stat.parent.name) for stat in Path("/proc").glob("[0-9]*/stat") if _ppid(stat) == pid
-    ]
+    workers = [worker for worker, _ in _children_of(pid)]
     return [child for p in (pid, *workers) for child in _children(p)]
-
-
-def _ppid(stat: Path) -> int | None:
-    try:
-        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def test_by_default_one_worker_hands_its_joins_to_a_spare_core(tmp_path: Path) -> None:
